@@ -1,0 +1,1 @@
+"""The Ollama face of the adapter: request schemas, routes and NDJSON streaming."""

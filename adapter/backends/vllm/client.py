@@ -1,0 +1,266 @@
+"""The vLLM backend: one pooled HTTP client, SSE reading, error mapping, model-list cache."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from adapter.api.schemas import ChatRequest, GenerateRequest
+from adapter.backends.base import ModelEntry
+from adapter.backends.vllm import translate
+from adapter.backends.vllm.translate import StreamTranslator, Timings
+from adapter.config import Settings
+from adapter.errors import OllamaError, UpstreamUnavailable
+from adapter.metrics import Metrics
+
+log = logging.getLogger("adapter.vllm")
+
+
+class VLLMBackend:
+    """Serves Ollama chat and generate requests from a vLLM server."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = settings.vllm_url
+        self._metrics = metrics
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        if settings.vllm_api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.vllm_api_key.get_secret_value()}"
+        self._timeout = settings.request_timeout
+        self.client = httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+                keepalive_expiry=30.0,
+            ),
+            transport=transport,
+            trust_env=False,
+        )
+        self._cache_ttl = settings.models_cache_ttl
+        self._models: list[dict[str, Any]] | None = None
+        self._models_at = 0.0
+        self._models_lock = asyncio.Lock()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # ------------------------------------------------------------------ transport
+
+    def _transport_error(self, exc: httpx.HTTPError) -> OllamaError:
+        self._metrics.upstream_errors.labels(self.name, type(exc).__name__).inc()
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(
+            exc, httpx.ConnectTimeout | httpx.PoolTimeout
+        ):
+            return UpstreamUnavailable(
+                504, f"vLLM at {self.url} did not answer within {self._timeout:g}s"
+            )
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return UpstreamUnavailable(
+                503, f"vLLM at {self.url} is unreachable: {exc or 'connect failed'}"
+            )
+        if isinstance(exc, httpx.PoolTimeout):
+            return UpstreamUnavailable(503, f"too many requests in flight to vLLM at {self.url}")
+        return UpstreamUnavailable(502, f"connection to vLLM at {self.url} failed: {exc!r}")
+
+    async def _send(
+        self, method: str, path: str, body: Any = None, *, stream: bool = False
+    ) -> httpx.Response:
+        content = orjson.dumps(body) if body is not None else None
+        request = self.client.build_request(method, path, content=content)
+        try:
+            return await self.client.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+
+    async def post(self, path: str, body: dict[str, Any], *, model: str | None) -> dict[str, Any]:
+        """POST a JSON body and return the decoded answer, or raise Ollama's error."""
+        resp = await self._send("POST", path, body)
+        if resp.status_code != 200:
+            raise self._status_error(resp.status_code, resp.content, model)
+        result: dict[str, Any] = orjson.loads(resp.content)
+        return result
+
+    def _status_error(self, status: int, content: bytes, model: str | None) -> OllamaError:
+        self._metrics.upstream_errors.labels(self.name, f"http_{status}").inc()
+        err = translate.upstream_error(status, content, model)
+        log.warning("vLLM answered %d (mapped to %d)", status, err.status)
+        return err
+
+    async def open_stream(
+        self, path: str, body: dict[str, Any], *, model: str | None
+    ) -> httpx.Response:
+        """Start a streaming request; errors before the first byte are raised as Ollama's."""
+        resp = await self._send("POST", path, body, stream=True)
+        if resp.status_code != 200:
+            try:
+                content = await resp.aread()
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from None
+            finally:
+                await resp.aclose()
+            raise self._status_error(resp.status_code, content, model)
+        return resp
+
+    # ------------------------------------------------------------------ models
+
+    async def models(self, *, refresh: bool = False) -> list[dict[str, Any]]:
+        """vLLM's model cards, cached for ``models_cache_ttl`` seconds.
+
+        ``refresh`` asks again (a name was not found), but at most twice a second, so a
+        client repeating an unknown name cannot turn each request into two.
+        """
+        max_age = 0.5 if refresh else self._cache_ttl
+        if self._models is not None and time.monotonic() - self._models_at < max_age:
+            return self._models
+        async with self._models_lock:
+            if self._models is not None and time.monotonic() - self._models_at < max_age:
+                return self._models
+            resp = await self._send("GET", "/v1/models")
+            if resp.status_code != 200:
+                raise self._status_error(resp.status_code, resp.content, None)
+            data = orjson.loads(resp.content).get("data") or []
+            self._models = [m for m in data if isinstance(m, dict) and m.get("id")]
+            self._models_at = time.monotonic()
+            return self._models
+
+    async def health(self) -> dict[str, Any]:
+        """Whether vLLM answers ``/health`` and which models it serves."""
+        try:
+            resp = await self._send("GET", "/health")
+            ok = resp.status_code == 200
+            models = [m["id"] for m in await self.models(refresh=True)] if ok else []
+            return {"url": self.url, "reachable": ok, "status": resp.status_code, "models": models}
+        except OllamaError as exc:
+            return {"url": self.url, "reachable": False, "error": exc.message, "models": []}
+
+    # ------------------------------------------------------------------ chat and generate
+
+    async def chat(
+        self, req: ChatRequest, entry: ModelEntry, *, stream: bool
+    ) -> dict[str, Any] | NDJSONRelay:
+        """Answer an Ollama chat request: a dict, or a relay of NDJSON lines when streaming."""
+        timings = Timings(start=time.perf_counter_ns())
+        body = translate.chat_body(
+            req, entry.served, stream=stream, max_model_len=entry.max_model_len
+        )
+        path = "/v1/chat/completions"
+        if stream:
+            translator = StreamTranslator(req.model, timings, chat=True)
+            return await self._relay(path, body, req.model, translator)
+        timings.sent = time.perf_counter_ns()
+        resp = await self.post(path, body, model=req.model)
+        timings.finish(resp)
+        out = translate.chat_response(resp, req.model, timings)
+        self._metrics.count_tokens(self.name, out)
+        return out
+
+    async def generate(
+        self, req: GenerateRequest, entry: ModelEntry, *, stream: bool
+    ) -> dict[str, Any] | NDJSONRelay:
+        """Answer an Ollama generate request: a dict, or a relay of NDJSON lines when streaming."""
+        timings = Timings(start=time.perf_counter_ns())
+        path, body = translate.generate_body(
+            req, entry.served, stream=stream, max_model_len=entry.max_model_len
+        )
+        completions = path == "/v1/completions"
+        if stream:
+            translator = StreamTranslator(
+                req.model, timings, chat=False, completions=completions, context=not completions
+            )
+            return await self._relay(path, body, req.model, translator)
+        timings.sent = time.perf_counter_ns()
+        resp = await self.post(path, body, model=req.model)
+        timings.finish(resp)
+        out = translate.generate_response(resp, req.model, timings, completions=completions)
+        self._metrics.count_tokens(self.name, out)
+        return out
+
+    async def _relay(
+        self, path: str, body: dict[str, Any], model: str, translator: StreamTranslator
+    ) -> NDJSONRelay:
+        translator.timings.sent = time.perf_counter_ns()
+        resp = await self.open_stream(path, body, model=model)
+        return NDJSONRelay(self, resp, translator)
+
+
+class NDJSONRelay:
+    """Reads vLLM's SSE stream and yields Ollama NDJSON, one write per network read.
+
+    Several SSE events that arrive in one read leave as one write, which keeps the cost per
+    token low. ``aclose`` closes the upstream response, so vLLM aborts the request when the
+    client goes away.
+    """
+
+    def __init__(
+        self, backend: VLLMBackend, resp: httpx.Response, translator: StreamTranslator
+    ) -> None:
+        self._backend = backend
+        self._resp = resp
+        self._translator = translator
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        translator = self._translator
+        feed = translator.feed
+        loads = orjson.loads
+        buf = b""
+        finished = False
+        try:
+            async for data in self._resp.aiter_raw():
+                buf = buf + data if buf else data
+                if b"\n" not in data:
+                    continue
+                lines = buf.split(b"\n")
+                buf = lines.pop()
+                out = []
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        finished = True
+                        continue
+                    piece = feed(loads(payload))
+                    if piece:
+                        out.append(piece)
+                if out:
+                    yield b"".join(out)
+        except OllamaError as exc:
+            yield translate.error_line(exc.message)
+            return
+        except httpx.HTTPError as exc:
+            err = self._backend._transport_error(exc)
+            yield translate.error_line(err.message)
+            return
+        except orjson.JSONDecodeError:
+            yield translate.error_line("vLLM sent a malformed stream event")
+            return
+        except Exception as exc:  # the stream has started: an error line is all that is left
+            log.error("stream relay failed: %r", exc, exc_info=exc)
+            yield translate.error_line(f"internal error in the adapter: {type(exc).__name__}")
+            return
+        finally:
+            await self._resp.aclose()
+        if not finished and translator.finish_reason is None:
+            yield translate.error_line(f"vLLM at {self._backend.url} ended the stream early")
+            return
+        final = translator.final()
+        self._backend._metrics.count_usage(self._backend.name, translator.usage)
+        yield final
+
+    async def aclose(self) -> None:
+        await self._resp.aclose()

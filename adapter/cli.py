@@ -1,0 +1,107 @@
+"""The command line: ``vllm-adapter`` and ``python -m adapter`` start the server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from adapter.config import Settings
+
+_ENV_NAMES = {
+    "host": "ADAPTER_HOST",
+    "port": "ADAPTER_PORT",
+    "vllm_url": "VLLM_URL",
+    "vision_ollama_url": "VISION_OLLAMA_URL",
+    "model_aliases": "MODEL_ALIASES",
+    "connect_timeout": "ADAPTER_CONNECT_TIMEOUT",
+    "request_timeout": "ADAPTER_REQUEST_TIMEOUT",
+    "models_cache_ttl": "ADAPTER_MODELS_CACHE_TTL",
+    "max_connections": "ADAPTER_MAX_CONNECTIONS",
+    "log_level": "ADAPTER_LOG_LEVEL",
+    "workers": "ADAPTER_WORKERS",
+    "ollama_version": "ADAPTER_OLLAMA_VERSION",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vllm-adapter",
+        description="Serve Ollama's REST API in front of a vLLM OpenAI-compatible server. "
+        "Every flag has an environment variable; the flag wins.",
+    )
+    p.add_argument("--host", help="listen address (ADAPTER_HOST, default 0.0.0.0)")
+    p.add_argument("--port", help="listen port (ADAPTER_PORT, default 11434)")
+    p.add_argument("--vllm-url", help="vLLM base URL (VLLM_URL, default http://localhost:8000)")
+    p.add_argument("--vision-ollama-url", help="reserved: an Ollama for models vLLM does not serve")
+    p.add_argument(
+        "--model-aliases",
+        help="Ollama names for served models, NAME=SERVED,... (MODEL_ALIASES)",
+    )
+    p.add_argument("--connect-timeout", help="seconds to connect upstream (default 5)")
+    p.add_argument("--request-timeout", help="seconds to wait for upstream bytes (default 600)")
+    p.add_argument("--models-cache-ttl", help="seconds /v1/models is cached (default 10)")
+    p.add_argument("--max-connections", help="upstream connection pool size (default 1024)")
+    p.add_argument("--log-level", help="critical|error|warning|info|debug (default info)")
+    p.add_argument("--workers", help="worker processes (ADAPTER_WORKERS, default 1)")
+    p.add_argument("--ollama-version", help="version reported by /api/version")
+    return p
+
+
+def load_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Settings from the environment, overridden by flags; a wrong value exits with one line."""
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            name = _ENV_NAMES.get(field, field)
+            problems.append(f"{name}: {err['msg']}")
+        sys.stderr.write(f"vllm-adapter: invalid configuration: {'; '.join(problems)}\n")
+        raise SystemExit(2) from None
+
+
+def export_settings(settings: Settings) -> None:
+    """Put the resolved settings into the environment, for worker processes to read."""
+    for field, env in _ENV_NAMES.items():
+        value = getattr(settings, field)
+        if value is None:
+            continue
+        if field == "model_aliases":
+            value = ",".join(f"{k}={v}" for k, v in value.items())
+        os.environ[env] = str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = load_settings(argv)
+    import uvicorn
+
+    logging.basicConfig(
+        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    export_settings(settings)
+    uvicorn.run(
+        "adapter.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=settings.log_level in ("debug", "trace"),
+        loop="auto",
+        http="auto",
+        timeout_keep_alive=75,
+        backlog=4096,
+    )
+
+
+if __name__ == "__main__":
+    main()

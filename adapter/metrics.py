@@ -1,0 +1,62 @@
+"""Prometheus instruments of the adapter, kept per app so tests and workers stay apart."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """Request, upstream and token instruments; updated once per request, never per token."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "ollama_adapter_requests",
+            "Requests answered, by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ollama_adapter_request_seconds",
+            "Time to the full answer (streams: to the last line), by endpoint.",
+            ["endpoint"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "ollama_adapter_requests_in_flight",
+            "Requests being answered now (open streams included).",
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "ollama_adapter_upstream_errors",
+            "Failed upstream calls, by backend and kind (transport error or HTTP status).",
+            ["backend", "kind"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "ollama_adapter_tokens",
+            "Tokens reported by the upstream usage, by backend and kind (prompt, completion).",
+            ["backend", "kind"],
+            registry=self.registry,
+        )
+        self.disconnects = Counter(
+            "ollama_adapter_client_disconnects",
+            "Clients that went away before their answer was complete (upstream cancelled).",
+            registry=self.registry,
+        )
+
+    def count_usage(self, backend: str, usage: Mapping[str, Any] | None) -> None:
+        """Add an OpenAI ``usage`` object to the token counters."""
+        if not usage:
+            return
+        self.tokens.labels(backend, "prompt").inc(usage.get("prompt_tokens") or 0)
+        self.tokens.labels(backend, "completion").inc(usage.get("completion_tokens") or 0)
+
+    def count_tokens(self, backend: str, answer: Mapping[str, Any]) -> None:
+        """Add an Ollama answer's ``prompt_eval_count``/``eval_count`` to the token counters."""
+        self.tokens.labels(backend, "prompt").inc(answer.get("prompt_eval_count") or 0)
+        self.tokens.labels(backend, "completion").inc(answer.get("eval_count") or 0)
