@@ -1,0 +1,363 @@
+"""The app's Ollama endpoints against the fake vLLM (recorded shapes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from adapter.app import create_app
+from adapter.config import Settings
+from tests import fixtures
+from tests.fake_vllm import FakeVLLM, chat_chunk, error_body, sse, usage_chunk
+
+CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def ndjson(resp: httpx.Response) -> list[dict[str, Any]]:
+    assert resp.headers["content-type"] == "application/x-ndjson"
+    assert not resp.text.startswith("data:")
+    assert "\n\n" not in resp.text
+    return [orjson.loads(line) for line in resp.text.splitlines()]
+
+
+async def test_root_and_head(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/")
+    assert resp.status_code == 200 and resp.text == "Ollama is running"
+    assert (await client.head("/")).status_code == 200
+
+
+async def test_version_is_plain_and_new_enough(client: httpx.AsyncClient) -> None:
+    version = (await client.get("/api/version")).json()["version"]
+    assert tuple(int(p) for p in version.split(".")) >= (0, 6, 4)
+    assert (await client.head("/api/version")).status_code == 200
+
+
+async def test_tags_list_served_models_and_aliases_with_tags(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/api/tags")
+    assert resp.headers["content-type"].startswith("application/json")
+    models = resp.json()["models"]
+    assert [m["model"] for m in models] == ["tiny-llm:latest", "llama3.2:latest"]
+    for m in models:
+        assert m["name"] == m["model"]
+        assert len(m["digest"]) == 64 and int(m["digest"], 16) >= 0
+        assert m["details"]["context_length"] == 512
+        assert m["details"]["format"] and m["details"]["family"]
+    assert models[1]["details"]["parent_model"] == "tiny-llm:latest"
+    assert models[0]["digest"] == (await client.get("/api/tags")).json()["models"][0]["digest"]
+
+
+async def test_tags_cache_is_refreshed_on_a_miss(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    await client.get("/api/tags")
+    fake.served.append("new-model")
+    await asyncio.sleep(0.6)  # a miss re-asks vLLM at most twice a second
+    resp = await client.post("/api/chat", json={**CHAT, "model": "new-model", "stream": False})
+    assert resp.status_code == 200
+    assert fake.last["model"] == "new-model"
+
+
+@pytest.mark.parametrize(
+    "name", ["tiny-llm", "tiny-llm:latest", "TINY-LLM", "Llama3.2", "llama3.2:latest"]
+)
+async def test_names_resolve_like_ollama_and_are_echoed(
+    client: httpx.AsyncClient, fake: FakeVLLM, name: str
+) -> None:
+    resp = await client.post("/api/chat", json={**CHAT, "model": name, "stream": False})
+    assert resp.status_code == 200
+    assert resp.json()["model"] == name
+    assert fake.last["model"] == "tiny-llm"
+
+
+async def test_chat_streams_ndjson_by_default(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    resp = await client.post(
+        "/api/chat", json={**CHAT, "options": {"temperature": 0.1, "num_predict": 8}}
+    )
+    assert resp.status_code == 200
+    lines = ndjson(resp)
+    assert lines[-1]["done"] is True and lines[-1]["done_reason"] == "length"
+    assert lines[-1]["eval_count"] == 8 and lines[-1]["prompt_eval_count"] == 22
+    assert fake.last["stream"] is True
+    assert fake.last["stream_options"] == {"include_usage": True}
+    assert fake.last["temperature"] == 0.1 and fake.last["max_tokens"] == 8
+
+
+async def test_chat_not_streaming(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/api/chat", json={**CHAT, "stream": False})
+    body = resp.json()
+    expected = fixtures.load("chat.json")["choices"][0]["message"]["content"]
+    assert body["message"] == {"role": "assistant", "content": expected}
+    assert body["done"] is True and body["eval_count"] == 16
+
+
+async def test_form_encoded_curl_body_is_read_as_json(client: httpx.AsyncClient) -> None:
+    resp = await client.post(
+        "/api/chat",
+        content=orjson.dumps({**CHAT, "stream": False}),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status_code == 200
+
+
+async def test_generate_streaming_and_not(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    lines = ndjson(await client.post("/api/generate", json={"model": "tiny-llm", "prompt": "hi"}))
+    assert all("response" in line for line in lines)
+    assert lines[-1]["done"] is True
+    assert fake.last["messages"] == [{"role": "user", "content": "hi"}]
+    body = (
+        await client.post(
+            "/api/generate", json={"model": "tiny-llm", "prompt": "hi", "stream": False}
+        )
+    ).json()
+    assert body["response"] == fixtures.load("chat.json")["choices"][0]["message"]["content"]
+
+
+async def test_raw_generate_uses_completions(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    body = (
+        await client.post(
+            "/api/generate", json={"model": "tiny-llm", "prompt": "x", "raw": True, "stream": False}
+        )
+    ).json()
+    assert fake.requests[-1][0] == "/v1/completions"
+    assert body["response"] == fixtures.load("completions.json")["choices"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "reason"),
+    [
+        ("/api/chat", {"model": "tiny-llm", "messages": []}, "load"),
+        ("/api/chat", {"model": "tiny-llm"}, "load"),
+        ("/api/chat", {"model": "tiny-llm", "messages": [], "keep_alive": 0}, "unload"),
+        ("/api/generate", {"model": "tiny-llm"}, "load"),
+        ("/api/generate", {"model": "tiny-llm", "prompt": "", "keep_alive": "0"}, "unload"),
+        ("/api/generate", {"model": "tiny-llm", "keep_alive": 0.0, "stream": False}, "unload"),
+    ],
+)
+async def test_empty_requests_answer_load_and_unload_without_calling_vllm(
+    client: httpx.AsyncClient, fake: FakeVLLM, path: str, payload: dict[str, Any], reason: str
+) -> None:
+    resp = await client.post(path, json=payload)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["done"] is True and body["done_reason"] == reason
+    assert all(p == "/v1/models" for p, _ in fake.requests)
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "status", "message"),
+    [
+        ("/api/chat", b"", 400, "missing request body"),
+        ("/api/chat", b"{not json", 400, "invalid JSON"),
+        ("/api/chat", b"[1, 2]", 400, "request body must be a JSON object"),
+        ("/api/chat", b'{"messages": []}', 400, "model is required"),
+        ("/api/generate", b'{"prompt": "x"}', 404, "model '' not found"),
+        ("/api/chat", b'{"model": "nope", "messages": []}', 404, "model 'nope' not found"),
+        ("/api/generate", b'{"model": "nope", "prompt": "x"}', 404, "model 'nope' not found"),
+        ("/api/chat", b'{"model": "tiny-llm", "messages": "hi"}', 400, "messages"),
+        ("/api/chat", b'{"model": "tiny-llm", "messages": [{"content": "x"}]}', 400, "role"),
+        (
+            "/api/chat",
+            b'{"model": "tiny-llm", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": "x"}}',
+            400,
+            'option "temperature"',
+        ),
+        (
+            "/api/chat",
+            b'{"model": "tiny-llm", "messages": [{"role": "user", "content": "x"}], "format": "yaml"}',
+            400,
+            "invalid format",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "tiny-llm", "messages": [{"role": "user", "content": "x"}], "think": "hard"}',
+            400,
+            "invalid think value",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "tiny-llm", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 30}',
+            400,
+            "top_logprobs must be between 0 and 20",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "tiny-llm", "messages": [{"role": "user", "content": "x"}], "keep_alive": "forever"}',
+            400,
+            "time: invalid duration",
+        ),
+    ],
+)
+async def test_bad_input_gets_ollamas_error(
+    client: httpx.AsyncClient, path: str, content: bytes, status: int, message: str
+) -> None:
+    resp = await client.post(path, content=content)
+    assert resp.status_code == status
+    body = resp.json()
+    assert list(body) == ["error"]
+    assert message in body["error"]
+
+
+async def test_unknown_route_and_wrong_method_answer_in_plain_text(
+    client: httpx.AsyncClient,
+) -> None:
+    resp = await client.get("/api/nothing")
+    assert (resp.status_code, resp.text) == (404, "404 page not found")
+    resp = await client.get("/api/chat")
+    assert (resp.status_code, resp.text) == (405, "405 method not allowed")
+
+
+@pytest.mark.parametrize(
+    "name", ["err_too_long.json", "err_bad_param.json", "err_max_tokens_too_big.json"]
+)
+async def test_vllm_400s_come_back_readable(
+    client: httpx.AsyncClient, fake: FakeVLLM, name: str
+) -> None:
+    status, content = error_body(name)
+    fake.handler = lambda req, body: (
+        httpx.Response(status, content=content) if "chat" in req.url.path else None
+    )
+    for stream in (False, True):
+        resp = await client.post("/api/chat", json={**CHAT, "stream": stream})
+        assert resp.status_code == 400
+        assert resp.json()["error"] == orjson.loads(content)["error"]["message"]
+
+
+async def test_vllm_down_is_a_fast_503_naming_the_upstream(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    fake.down = True
+    for path, payload in (("/api/tags", None), ("/api/chat", CHAT)):
+        resp = await (client.get(path) if payload is None else client.post(path, json=payload))
+        assert resp.status_code == 503
+        assert "http://vllm.test:8000" in resp.json()["error"]
+
+
+async def test_real_unreachable_upstream_fails_fast() -> None:
+    settings = Settings(vllm_url="http://127.0.0.1:9", connect_timeout=2)
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
+    ):
+        start = time.monotonic()
+        resp = await c.post("/api/chat", json=CHAT)
+        assert time.monotonic() - start < 10
+        assert resp.status_code == 503
+        assert "127.0.0.1:9" in resp.json()["error"]
+        health = await c.get("/health")
+        assert health.status_code == 503 and health.json()["vllm"]["reachable"] is False
+
+
+async def test_stream_dying_midway_ends_with_an_error_line(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    payload = fixtures.raw("chat_stream.sse")
+    fake.handler = lambda req, body: (
+        fake.stream(payload, die_after=700) if "chat" in req.url.path else None
+    )
+    resp = await client.post("/api/chat", json=CHAT)
+    assert resp.status_code == 200
+    lines = ndjson(resp)
+    assert "error" in lines[-1] and list(lines[-1]) == ["error"]
+    assert all(not line.get("done") for line in lines[:-1])
+
+
+async def test_vllm_error_event_mid_stream(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    events = [
+        chat_chunk({"content": "a"}),
+        {"error": {"message": "engine died", "type": "x", "code": 500}},
+    ]
+    fake.handler = lambda req, body: fake.stream(sse(events)) if "chat" in req.url.path else None
+    lines = ndjson(await client.post("/api/chat", json=CHAT))
+    assert lines[0]["message"]["content"] == "a"
+    assert lines[-1] == {"error": "engine died"}
+
+
+async def test_stream_without_finish_is_reported(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    events = [chat_chunk({"content": "a"})]
+    fake.handler = lambda req, body: (
+        fake.stream(sse(events, done=False)) if "chat" in req.url.path else None
+    )
+    lines = ndjson(await client.post("/api/chat", json=CHAT))
+    assert "ended the stream early" in lines[-1]["error"]
+
+
+async def test_sse_split_at_every_byte_is_reassembled(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    fake.chunk_size = 1
+    lines = ndjson(await client.post("/api/chat", json=CHAT))
+    events = fixtures.sse_events("chat_stream.sse")
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    assert "".join(line["message"]["content"] for line in lines) == text
+    assert lines[-1]["done"] is True
+
+
+async def test_tool_calls_streamed_once(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    events = [
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"x"'},
+                    }
+                ]
+            }
+        ),
+        chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}),
+        chat_chunk({}, "tool_calls"),
+        usage_chunk(5, 5),
+    ]
+    fake.handler = lambda req, body: fake.stream(sse(events)) if "chat" in req.url.path else None
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    lines = ndjson(await client.post("/api/chat", json={**CHAT, "tools": tools}))
+    calls = [c for line in lines for c in line["message"].get("tool_calls", [])]
+    assert calls == [{"id": "c1", "function": {"index": 0, "name": "f", "arguments": {"x": 1}}}]
+    assert lines[-1]["done_reason"] == "stop"
+    assert fake.last["tools"][0]["function"]["name"] == "f"
+
+
+async def test_api_key_is_sent_upstream_as_bearer(fake: FakeVLLM) -> None:
+    seen: list[str | None] = []
+
+    def capture(req: httpx.Request, body: dict[str, Any]) -> None:
+        seen.append(req.headers.get("authorization"))
+
+    fake.handler = capture
+    app = create_app(
+        Settings(vllm_url="http://v:1", vllm_api_key="s3cret"), transport=fake.transport()
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
+    ):
+        await c.post("/api/chat", json={**CHAT, "stream": False})
+    assert seen and all(h == "Bearer s3cret" for h in seen)
+
+
+async def test_health_reports_vllm_and_models(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/health")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["status"] == "ok"
+    assert body["vllm"]["reachable"] is True and body["vllm"]["models"] == ["tiny-llm"]
+
+
+async def test_metrics_count_requests_and_tokens(client: httpx.AsyncClient) -> None:
+    await client.post("/api/chat", json={**CHAT, "stream": False})
+    await client.post("/api/chat", json=CHAT)
+    text = (await client.get("/metrics")).text
+    assert 'ollama_adapter_requests_total{endpoint="/api/chat",status="200"} 2.0' in text
+    assert 'ollama_adapter_tokens_total{backend="vllm",kind="completion"} 24.0' in text
+
+
+async def test_many_concurrent_streams(client: httpx.AsyncClient) -> None:
+    results = await asyncio.gather(*(client.post("/api/chat", json=CHAT) for _ in range(50)))
+    assert all(ndjson(r)[-1]["done"] is True for r in results)

@@ -1,0 +1,147 @@
+"""A fake vLLM upstream for API tests, answering with the recorded real responses.
+
+Every answer starts from a fixture in ../shared/fixtures/vllm-0.32.0-cpu, so its shape is
+what vLLM really sends; tests change only the values they are about (content, deltas,
+finish reasons). It runs in-process as an ``httpx`` transport and records each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from tests import fixtures
+
+Handler = Callable[[httpx.Request, dict[str, Any]], httpx.Response | None]
+
+
+def sse(events: list[dict[str, Any]], *, done: bool = True) -> bytes:
+    """Events framed as vLLM frames them."""
+    out = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
+    return out + (b"data: [DONE]\n\n" if done else b"")
+
+
+def chat_chunk(
+    delta: dict[str, Any], finish_reason: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A chat stream chunk shaped like the recorded ones."""
+    chunk = copy.deepcopy(fixtures.sse_events("chat_stream.sse")[1])
+    chunk["choices"][0]["delta"] = delta
+    chunk["choices"][0]["finish_reason"] = finish_reason
+    chunk.update(extra)
+    return chunk
+
+
+def usage_chunk(prompt: int, completion: int) -> dict[str, Any]:
+    """The recorded final usage chunk with other counts."""
+    chunk = copy.deepcopy(fixtures.sse_events("chat_stream.sse")[-1])
+    chunk["usage"] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    return chunk
+
+
+def error_body(name: str) -> tuple[int, bytes]:
+    """A recorded error answer and its status."""
+    status = {
+        "err_bad_json.json": 400,
+        "err_bad_param.json": 400,
+        "err_max_tokens_too_big.json": 400,
+        "err_too_long.json": 400,
+        "err_unknown_model.json": 404,
+    }[name]
+    return status, fixtures.raw(name)
+
+
+@dataclass
+class FakeVLLM:
+    """Serves ``/v1/models``, chat and completions from the fixtures; records requests."""
+
+    served: list[str] = field(default_factory=lambda: ["tiny-llm"])
+    max_model_len: int = 512
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    handler: Handler | None = None
+    chunk_size: int = 64
+    """SSE bytes per transport read, to exercise line reassembly."""
+    stream_delay: float = 0.0
+    down: bool = False
+    cancelled: int = 0
+
+    @property
+    def last(self) -> dict[str, Any]:
+        """The body of the last POST."""
+        return self.requests[-1][1]
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._handle)
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("Connection refused", request=request)
+        body: dict[str, Any] = orjson.loads(request.content) if request.content else {}
+        self.requests.append((request.url.path, body))
+        if self.handler is not None:
+            custom = self.handler(request, body)
+            if custom is not None:
+                return custom
+        path = request.url.path
+        if path == "/v1/models":
+            return httpx.Response(200, content=self.models_json())
+        if path == "/health":
+            return httpx.Response(200)
+        if path in ("/v1/chat/completions", "/v1/completions"):
+            model = body.get("model")
+            if model not in self.served:
+                status, content = error_body("err_unknown_model.json")
+                return httpx.Response(
+                    status, content=content.replace(b"no-such-model", str(model).encode())
+                )
+            chat = path.endswith("chat/completions")
+            if body.get("stream"):
+                name = "chat_stream.sse" if chat else "completions_stream.sse"
+                return self.stream(fixtures.raw(name))
+            return httpx.Response(
+                200, content=fixtures.raw("chat.json" if chat else "completions.json")
+            )
+        return httpx.Response(404, content=b'{"detail":"Not Found"}')
+
+    def models_json(self) -> bytes:
+        data = fixtures.load("models.json")
+        card = data["data"][0]
+        data["data"] = []
+        for name in self.served:
+            c = copy.deepcopy(card)
+            c["id"] = name
+            c["max_model_len"] = self.max_model_len
+            data["data"].append(c)
+        return orjson.dumps(data)
+
+    def stream(self, payload: bytes, *, die_after: int | None = None) -> httpx.Response:
+        """A streaming answer sent in ``chunk_size`` pieces; ``die_after`` bytes then a reset."""
+        fake = self
+
+        async def body() -> AsyncIterator[bytes]:
+            sent = 0
+            try:
+                for i in range(0, len(payload), fake.chunk_size):
+                    piece = payload[i : i + fake.chunk_size]
+                    if die_after is not None and sent + len(piece) > die_after:
+                        yield piece[: die_after - sent]
+                        raise httpx.RemoteProtocolError("peer closed connection")
+                    sent += len(piece)
+                    if fake.stream_delay:
+                        await asyncio.sleep(fake.stream_delay)
+                    yield piece
+            except (asyncio.CancelledError, GeneratorExit):
+                fake.cancelled += 1
+                raise
+
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})

@@ -1,0 +1,65 @@
+"""Settings from environment and flags; wrong values fail with one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from adapter.cli import load_settings
+from adapter.config import Settings, parse_aliases
+
+
+def test_defaults() -> None:
+    s = Settings()
+    assert (s.host, s.port, s.vllm_url) == ("0.0.0.0", 11434, "http://localhost:8000")
+    assert s.vllm_api_key is None and s.model_aliases == {}
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADAPTER_PORT", "9999")
+    monkeypatch.setenv("VLLM_URL", "http://vllm:8000/")
+    monkeypatch.setenv("VLLM_API_KEY", "k")
+    monkeypatch.setenv("MODEL_ALIASES", "llama2:7b=meta-llama/Llama-2-7b-hf, llama3.2=llm")
+    s = Settings()
+    assert s.port == 9999
+    assert s.vllm_url == "http://vllm:8000"
+    assert s.vllm_api_key is not None and s.vllm_api_key.get_secret_value() == "k"
+    assert s.model_aliases == {"llama2:7b": "meta-llama/Llama-2-7b-hf", "llama3.2": "llm"}
+
+
+def test_flag_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADAPTER_PORT", "9999")
+    monkeypatch.setenv("VLLM_URL", "http://env:1")
+    s = load_settings(["--port", "1234", "--vllm-url", "http://flag:2", "--log-level", "DEBUG"])
+    assert (s.port, s.vllm_url, s.log_level) == (1234, "http://flag:2", "debug")
+
+
+@pytest.mark.parametrize("raw", ["novalue", "=x", "a="])
+def test_bad_aliases(raw: str) -> None:
+    with pytest.raises(ValueError):
+        parse_aliases(raw)
+
+
+@pytest.mark.parametrize(
+    ("args", "env_name"),
+    [
+        (["--port", "http"], "ADAPTER_PORT"),
+        (["--port", "70000"], "ADAPTER_PORT"),
+        (["--vllm-url", "vllm:8000"], "VLLM_URL"),
+        (["--log-level", "loud"], "ADAPTER_LOG_LEVEL"),
+        (["--workers", "0"], "ADAPTER_WORKERS"),
+        (["--model-aliases", "oops"], "MODEL_ALIASES"),
+    ],
+)
+def test_wrong_value_fails_at_start_with_one_line(args: list[str], env_name: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "adapter", *args], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("vllm-adapter: invalid configuration: ")
+    assert env_name in lines[0]
+    assert "Traceback" not in proc.stderr

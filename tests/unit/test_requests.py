@@ -1,0 +1,194 @@
+"""Ollama chat and generate requests to vLLM request bodies."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+
+from adapter.api.schemas import ChatRequest, GenerateRequest, Message
+from adapter.backends.vllm import translate as t
+from adapter.errors import OllamaError
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\0" * 16).decode()
+
+
+def messages(*items: dict[str, Any]) -> list[Message]:
+    return [Message.model_validate(i) for i in items]
+
+
+def test_chat_body_streaming_asks_for_usage_and_keeps_served_name() -> None:
+    req = ChatRequest.model_validate(
+        {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "tools": []}
+    )
+    body = t.chat_body(req, "tiny-llm", stream=True, max_model_len=512)
+    assert body == {
+        "model": "tiny-llm",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def test_chat_body_without_stream_sends_no_stream_options() -> None:
+    req = ChatRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "format": "json",
+            "think": False,
+            "options": {"temperature": 0},
+        }
+    )
+    body = t.chat_body(req, "m", stream=False, max_model_len=None)
+    assert "stream" not in body and "stream_options" not in body
+    assert body["response_format"] == {"type": "json_object"}
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert body["temperature"] == 0.0
+
+
+def test_roles_are_lowercased_and_images_become_data_uri_parts() -> None:
+    out = t.chat_messages(
+        messages({"role": "USER", "content": "what is this?", "images": [PNG, JPEG]})
+    )
+    assert out == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{JPEG}"}},
+                {"type": "text", "text": "what is this?"},
+            ],
+        }
+    ]
+
+
+def test_invalid_base64_image_is_a_400() -> None:
+    with pytest.raises(OllamaError) as err:
+        t.chat_messages(messages({"role": "user", "content": "x", "images": ["not base64!!"]}))
+    assert err.value.status == 400
+
+
+def test_tool_round_trip_pairs_results_with_calls_by_position() -> None:
+    out = t.chat_messages(
+        messages(
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+                    {"function": {"name": "get_time", "arguments": '{"tz": "CET"}'}},
+                ],
+            },
+            {"role": "tool", "content": "12C"},
+            {"role": "tool", "content": "10:00"},
+        )
+    )
+    assistant = out[1]
+    assert assistant["content"] is None
+    ids = [c["id"] for c in assistant["tool_calls"]]
+    assert all(len(i) == 9 and i.isalnum() for i in ids)
+    assert [orjson.loads(c["function"]["arguments"]) for c in assistant["tool_calls"]] == [
+        {"city": "Paris"},
+        {"tz": "CET"},
+    ]
+    assert out[2] == {
+        "role": "tool",
+        "content": "12C",
+        "tool_call_id": ids[0],
+        "name": "get_weather",
+    }
+    assert out[3] == {
+        "role": "tool",
+        "content": "10:00",
+        "tool_call_id": ids[1],
+        "name": "get_time",
+    }
+
+
+def test_tool_results_named_by_tool_name_or_id_find_their_call() -> None:
+    out = t.chat_messages(
+        messages(
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"id": "a1", "function": {"name": "f", "arguments": {}}},
+                    {"id": "b2", "function": {"name": "g", "arguments": {}}},
+                ],
+            },
+            {"role": "tool", "content": "G", "tool_name": "g"},
+            {"role": "tool", "content": "F", "tool_call_id": "a1"},
+        )
+    )
+    assert out[1]["tool_call_id"] == "b2" and out[1]["name"] == "g"
+    assert out[2]["tool_call_id"] == "a1" and out[2]["name"] == "f"
+
+
+def test_assistant_thinking_is_replayed_as_reasoning() -> None:
+    out = t.chat_messages(messages({"role": "assistant", "content": "4", "thinking": "2+2"}))
+    assert out == [{"role": "assistant", "content": "4", "reasoning": "2+2"}]
+
+
+def test_tools_empty_list_means_none_and_missing_parameters_are_filled() -> None:
+    assert t.tools_param([]) is None
+    req = ChatRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "now", "description": "time"}}],
+        }
+    )
+    body = t.chat_body(req, "m", stream=False, max_model_len=None)
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "now",
+                "description": "time",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ]
+
+
+def test_generate_goes_through_the_chat_template_with_system_and_images() -> None:
+    req = GenerateRequest.model_validate(
+        {"model": "m", "prompt": "describe", "system": "be brief", "images": [PNG]}
+    )
+    path, body = t.generate_body(req, "served", stream=False, max_model_len=512)
+    assert path == "/v1/chat/completions"
+    assert body["messages"][0] == {"role": "system", "content": "be brief"}
+    assert body["messages"][1]["content"][-1] == {"type": "text", "text": "describe"}
+    assert body["return_token_ids"] is True
+
+
+def test_raw_generate_uses_completions_with_an_explicit_max_tokens() -> None:
+    req = GenerateRequest.model_validate({"model": "m", "prompt": "<s>hi", "raw": True})
+    path, body = t.generate_body(req, "served", stream=True, max_model_len=512)
+    assert path == "/v1/completions"
+    assert body == {
+        "model": "served",
+        "prompt": "<s>hi",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 512,
+    }
+
+
+def test_suffix_uses_completions() -> None:
+    req = GenerateRequest.model_validate({"model": "m", "prompt": "def f(", "suffix": "return x"})
+    path, body = t.generate_body(req, "s", stream=False, max_model_len=None)
+    assert path == "/v1/completions"
+    assert body["suffix"] == "return x"
+
+
+def test_raw_with_system_is_rejected_like_ollama() -> None:
+    req = GenerateRequest.model_validate({"model": "m", "prompt": "x", "raw": True, "system": "s"})
+    with pytest.raises(OllamaError) as err:
+        t.generate_body(req, "s", stream=False, max_model_len=None)
+    assert err.value.status == 400
+    assert err.value.message == "raw mode does not support template, system, or context"

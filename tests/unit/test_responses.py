@@ -1,0 +1,243 @@
+"""vLLM answers (recorded fixtures) to Ollama answers, streaming and not, and errors."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+import pytest
+
+from adapter.backends.vllm import translate as t
+from adapter.backends.vllm.translate import StreamTranslator, Timings
+from tests import fixtures
+from tests.fake_vllm import chat_chunk, usage_chunk
+
+
+def lines(data: bytes) -> list[dict[str, Any]]:
+    assert data.endswith(b"\n")
+    assert b"\n\n" not in data
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def run_stream(tr: StreamTranslator, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = b"".join(tr.feed(e) for e in events) + tr.final()
+    return lines(out)
+
+
+@pytest.mark.parametrize(
+    ("finish", "done"),
+    [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("tool_calls", "stop"),
+        ("abort", "stop"),
+        ("repetition", "stop"),
+        (None, "stop"),
+    ],
+)
+def test_done_reason(finish: str | None, done: str) -> None:
+    assert t.done_reason(finish) == done
+
+
+def test_recorded_chat_stream_becomes_ndjson_with_counts_only_on_the_last_line() -> None:
+    events = fixtures.sse_events("chat_stream.sse")
+    out = run_stream(StreamTranslator("llama3.2", Timings(start=1), chat=True), events)
+    expected_text = "".join(
+        (e["choices"][0]["delta"].get("content") or "") for e in events if e["choices"]
+    )
+    body, last = out[:-1], out[-1]
+    assert all(line["done"] is False for line in body)
+    assert all(line["message"]["role"] == "assistant" for line in out)
+    assert all(line["model"] == "llama3.2" for line in out)
+    assert all(line["message"]["content"] for line in body), "empty deltas are skipped"
+    assert all("eval_count" not in line and "prompt_eval_count" not in line for line in body)
+    assert "".join(line["message"]["content"] for line in body) == expected_text
+    assert last["done"] is True and last["done_reason"] == "length"
+    assert last["message"] == {"role": "assistant", "content": ""}
+    assert last["prompt_eval_count"] == 22 and last["eval_count"] == 8
+    for key in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration"):
+        assert isinstance(last[key], int) and last[key] > 0
+
+
+def test_streamed_tool_call_fragments_are_sent_once_whole_with_object_arguments() -> None:
+    events = [
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "chatcmpl-tool-1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""},
+                    }
+                ]
+            }
+        ),
+        chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
+        chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Tokyo"}'}}]}),
+        chat_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "chatcmpl-tool-2",
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": "{}"},
+                    }
+                ]
+            }
+        ),
+        chat_chunk({}, "tool_calls"),
+        usage_chunk(30, 12),
+    ]
+    out = run_stream(StreamTranslator("m", Timings(start=1), chat=True), events)
+    calls = [c for line in out for c in line["message"].get("tool_calls", [])]
+    assert calls == [
+        {
+            "id": "chatcmpl-tool-1",
+            "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Tokyo"}},
+        },
+        {"id": "chatcmpl-tool-2", "function": {"index": 1, "name": "get_time", "arguments": {}}},
+    ]
+    assert out[-1]["done_reason"] == "stop"
+    assert out[-1]["eval_count"] == 12
+
+
+def test_reasoning_and_legacy_reasoning_content_become_thinking() -> None:
+    events = [
+        chat_chunk({"reasoning": "let me "}),
+        chat_chunk({"reasoning_content": "think"}),
+        chat_chunk({"content": "42"}, "stop"),
+        usage_chunk(3, 3),
+    ]
+    out = run_stream(StreamTranslator("m", Timings(start=1), chat=True), events)
+    assert [line["message"].get("thinking") for line in out[:-1]] == ["let me ", "think", None]
+    assert [line["message"]["content"] for line in out[:-1]] == ["", "", "42"]
+
+
+def test_generate_stream_uses_response_and_collects_context() -> None:
+    first = chat_chunk({"role": "assistant", "content": ""}, prompt_token_ids=[1, 2, 3])
+    a = chat_chunk({"content": "he"})
+    a["choices"][0]["token_ids"] = [10]
+    b = chat_chunk({"content": "llo"}, "stop")
+    b["choices"][0]["token_ids"] = [11]
+    out = run_stream(
+        StreamTranslator("m", Timings(start=1), chat=False, context=True),
+        [first, a, b, usage_chunk(3, 2)],
+    )
+    assert [line["response"] for line in out] == ["he", "llo", ""]
+    assert "message" not in out[0]
+    assert out[-1]["context"] == [1, 2, 3, 10, 11]
+
+
+def test_recorded_completions_stream_for_raw_generate() -> None:
+    events = fixtures.sse_events("completions_stream.sse")
+    out = run_stream(StreamTranslator("m", Timings(start=1), chat=False, completions=True), events)
+    text = "".join(e["choices"][0]["text"] for e in events if e["choices"])
+    assert "".join(line["response"] for line in out) == text
+    assert out[-1]["done"] is True
+    assert "context" not in out[-1]
+
+
+def test_error_event_mid_stream_raises() -> None:
+    tr = StreamTranslator("m", Timings(start=1), chat=True)
+    with pytest.raises(t.OllamaError, match="boom"):
+        tr.feed({"error": {"message": "boom", "type": "InternalServerError", "code": 500}})
+
+
+def test_recorded_chat_answer() -> None:
+    resp = fixtures.load("chat.json")
+    out = t.chat_response(resp, "llama3.2", Timings(start=1, sent=2, first=3, end=4))
+    assert out["message"] == {
+        "role": "assistant",
+        "content": resp["choices"][0]["message"]["content"],
+    }
+    assert out["done"] is True and out["done_reason"] == "length"
+    assert out["prompt_eval_count"] == 39 and out["eval_count"] == 16
+    assert out["model"] == "llama3.2"
+    assert out["created_at"].endswith("Z")
+
+
+def test_recorded_chat_answer_with_logprobs() -> None:
+    resp = fixtures.load("chat_logprobs.json")
+    out = t.chat_response(resp, "m", Timings(start=1))
+    content = resp["choices"][0]["logprobs"]["content"]
+    assert [lp["token"] for lp in out["logprobs"]] == [c["token"] for c in content]
+    assert (
+        out["logprobs"][1]["top_logprobs"][0]["logprob"] == content[1]["top_logprobs"][0]["logprob"]
+    )
+
+
+def test_non_streaming_tool_calls_and_null_content() -> None:
+    resp = copy.deepcopy(fixtures.load("chat.json"))
+    resp["choices"][0]["message"]["content"] = None
+    resp["choices"][0]["message"]["tool_calls"] = [
+        {"id": "x1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    ]
+    resp["choices"][0]["finish_reason"] = "tool_calls"
+    out = t.chat_response(resp, "m", Timings(start=1))
+    assert out["message"]["content"] == ""
+    assert out["message"]["tool_calls"] == [
+        {"id": "x1", "function": {"index": 0, "name": "f", "arguments": {"a": 1}}}
+    ]
+    assert out["done_reason"] == "stop"
+
+
+def test_recorded_completions_answer_for_raw_generate() -> None:
+    resp = fixtures.load("completions.json")
+    out = t.generate_response(resp, "m", Timings(start=1), completions=True)
+    assert out["response"] == resp["choices"][0]["text"]
+    assert [lp["token"] for lp in out["logprobs"]] == resp["choices"][0]["logprobs"]["tokens"]
+    assert "context" not in out
+
+
+def test_generate_answer_carries_context() -> None:
+    resp = copy.deepcopy(fixtures.load("chat.json"))
+    resp["prompt_token_ids"] = [1, 2]
+    resp["choices"][0]["token_ids"] = [3]
+    out = t.generate_response(resp, "m", Timings(start=1), completions=False)
+    assert out["context"] == [1, 2, 3]
+    assert out["response"] == resp["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "needle"),
+    [
+        ("err_too_long.json", 400, "maximum context length is 512 tokens"),
+        ("err_bad_param.json", 400, "temperature must be non-negative"),
+        ("err_max_tokens_too_big.json", 400, "max_tokens=5000 cannot be greater"),
+        ("err_bad_json.json", 400, "JSON decode error"),
+    ],
+)
+def test_recorded_vllm_errors_keep_their_message(name: str, status: int, needle: str) -> None:
+    err = t.upstream_error(400, fixtures.raw(name), "m")
+    assert err.status == status
+    assert needle in err.message
+
+
+def test_unknown_model_from_vllm_is_ollamas_404() -> None:
+    err = t.upstream_error(404, fixtures.raw("err_unknown_model.json"), "llama9")
+    assert (err.status, err.message) == (404, "model 'llama9' not found")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (401, b'{"error": "Unauthorized"}', 502),
+        (500, b'{"object":"error","message":"engine dead","type":"x","code":500}', 500),
+        (503, b'{"error":{"message":"busy","code":503}}', 503),
+        (422, b"not json at all", 400),
+    ],
+)
+def test_other_upstream_error_shapes(status: int, body: bytes, expected: int) -> None:
+    err = t.upstream_error(status, body, "m")
+    assert err.status == expected
+    assert err.message
+
+
+def test_load_and_unload_answers() -> None:
+    assert t.load_response("m", chat=True, unload=False)["done_reason"] == "load"
+    out = t.load_response("m", chat=False, unload=True)
+    assert out["done_reason"] == "unload" and out["response"] == "" and out["done"] is True

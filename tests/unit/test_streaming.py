@@ -1,0 +1,77 @@
+"""The NDJSON response lets go of the upstream when the client disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from adapter.api.streaming import NDJSONStream
+
+
+class SlowUpstream:
+    """Yields one chunk, then waits as a queued vLLM request would; records closing."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"a":1}\n'
+        self.sent += 1
+        await asyncio.sleep(3600)
+        yield b'{"b":2}\n'
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_disconnect_closes_the_upstream_while_it_is_silent() -> None:
+    upstream = SlowUpstream()
+    disconnected: list[bool] = []
+    sent: list[dict[str, Any]] = []
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    response = NDJSONStream(upstream, on_disconnect=lambda: disconnected.append(True))
+    task = asyncio.ensure_future(response({"type": "http"}, receive, send))
+    await asyncio.sleep(0.05)
+    assert not upstream.closed
+    gone.set()
+    await asyncio.wait_for(task, 2)
+    assert upstream.closed and disconnected == [True]
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["headers"][0] == (b"content-type", b"application/x-ndjson")
+    assert sent[1]["body"] == b'{"a":1}\n'
+
+
+async def test_complete_stream_ends_the_body_and_closes() -> None:
+    class Short:
+        closed = False
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"x\n"
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    upstream = Short()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(NDJSONStream(upstream)({"type": "http"}, receive, send), 2)
+    assert [m.get("body") for m in sent[1:]] == [b"x\n", b""]
+    assert sent[-1]["more_body"] is False
+    assert upstream.closed
