@@ -10,17 +10,44 @@ import httpx
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from adapter.api.routes import router
-from adapter.api.streaming import ClientDisconnected, error_response
+from adapter.api import embed, models, openai, routes
+from adapter.api.streaming import ClientDisconnected, error_response, openai_error
 from adapter.config import Settings
 from adapter.errors import OllamaError
 from adapter.middleware import MetricsMiddleware
 from adapter.state import AppState
 
 log = logging.getLogger("adapter")
+
+# The origins Ollama always allows (its envconfig), beside those named in OLLAMA_ORIGINS.
+LOCAL_ORIGINS = (
+    r"(https?://(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:\d+)?"
+    r"|(app|file|tauri|vscode-webview|vscode-file)://.*)"
+)
+CORS_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "User-Agent",
+    "Accept",
+    "X-Requested-With",
+    "OpenAI-Beta",
+    "x-stainless-arch",
+    "x-stainless-async",
+    "x-stainless-custom-poll-interval",
+    "x-stainless-helper-method",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-poll-helper",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-timeout",
+]
 
 
 def create_app(
@@ -46,8 +73,16 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.include_router(router)
+    for module in (routes, models, embed, openai):
+        app.include_router(module.router)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"] if "*" in settings.cors_origins else list(settings.cors_origins),
+        allow_origin_regex=LOCAL_ORIGINS,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        allow_headers=CORS_HEADERS,
+    )
     app.add_exception_handler(OllamaError, _ollama_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnected, _disconnected)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
@@ -57,6 +92,8 @@ def create_app(
 
 
 async def _ollama_error(request: Request, exc: OllamaError) -> Response:
+    if request.url.path.startswith("/v1/"):
+        return openai_error(exc.status, exc.message)
     return error_response(exc.status, exc.message)
 
 

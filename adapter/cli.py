@@ -18,6 +18,9 @@ _ENV_NAMES = {
     "vllm_url": "VLLM_URL",
     "vision_ollama_url": "VISION_OLLAMA_URL",
     "model_aliases": "MODEL_ALIASES",
+    "model_capabilities": "MODEL_CAPABILITIES",
+    "cors_origins": "OLLAMA_ORIGINS",
+    "probe_capabilities": "ADAPTER_PROBE_CAPABILITIES",
     "connect_timeout": "ADAPTER_CONNECT_TIMEOUT",
     "request_timeout": "ADAPTER_REQUEST_TIMEOUT",
     "models_cache_ttl": "ADAPTER_MODELS_CACHE_TTL",
@@ -76,6 +79,10 @@ def export_settings(settings: Settings) -> None:
             continue
         if field == "model_aliases":
             value = ",".join(f"{k}={v}" for k, v in value.items())
+        elif field == "model_capabilities":
+            value = ";".join(f"{k}={','.join(v)}" for k, v in value.items())
+        elif field == "cors_origins":
+            value = ",".join(value)
         os.environ[env] = str(value)
 
 

@@ -25,6 +25,34 @@ def parse_aliases(raw: str) -> dict[str, str]:
     return aliases
 
 
+CAPABILITIES = frozenset({"completion", "tools", "insert", "vision", "embedding", "thinking"})
+
+
+def parse_capabilities(raw: str) -> dict[str, tuple[str, ...]]:
+    """Parse ``name=cap,cap;name=cap`` (capabilities Ollama knows) into a mapping."""
+    out: dict[str, tuple[str, ...]] = {}
+    for item in raw.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, caps = item.partition("=")
+        names = tuple(c.strip() for c in caps.split(",") if c.strip())
+        unknown = [c for c in names if c not in CAPABILITIES]
+        if not sep or not name.strip() or not names or unknown:
+            raise ValueError(
+                f"expected NAME=CAP,CAP;... with CAP in {sorted(CAPABILITIES)}, got {item!r}"
+            )
+        out[name.strip()] = names
+    return out
+
+
+def _check_url(value: str) -> str:
+    value = value.strip()
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"must start with http:// or https://, got {value!r}")
+    return value.rstrip("/")
+
+
 class Settings(BaseSettings):
     """Everything the adapter can be told; each field names its environment variable."""
 
@@ -43,8 +71,19 @@ class Settings(BaseSettings):
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, validation_alias=AliasChoices("model_aliases", "MODEL_ALIASES")
     )
+    model_capabilities: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("model_capabilities", "MODEL_CAPABILITIES"),
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias=AliasChoices("cors_origins", "OLLAMA_ORIGINS")
+    )
     vision_ollama_url: str | None = Field(
         None, validation_alias=AliasChoices("vision_ollama_url", "VISION_OLLAMA_URL")
+    )
+    probe_capabilities: bool = Field(
+        True,
+        validation_alias=AliasChoices("probe_capabilities", "ADAPTER_PROBE_CAPABILITIES"),
     )
     connect_timeout: float = Field(
         5.0, gt=0, validation_alias=AliasChoices("connect_timeout", "ADAPTER_CONNECT_TIMEOUT")
@@ -66,14 +105,37 @@ class Settings(BaseSettings):
         "0.12.11", validation_alias=AliasChoices("ollama_version", "ADAPTER_OLLAMA_VERSION")
     )
 
-    @field_validator("vllm_url", "vision_ollama_url")
+    @field_validator("vllm_url")
     @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
+    def _check_vllm_urls(cls, value: str) -> str:
+        urls = [_check_url(u) for u in value.split(",") if u.strip()]
+        if not urls:
+            raise ValueError("at least one vLLM URL is needed")
+        return ",".join(urls)
+
+    @field_validator("vision_ollama_url")
+    @classmethod
+    def _check_optional_url(cls, value: str | None) -> str | None:
+        return _check_url(value) if value else None
+
+    @field_validator("model_capabilities", mode="before")
+    @classmethod
+    def _parse_capabilities(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_capabilities(value)
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
+
+    @property
+    def vllm_urls(self) -> list[str]:
+        """Every vLLM server (e.g. one generating, one embedding), in lookup order."""
+        return self.vllm_url.split(",")
 
     @field_validator("model_aliases", mode="before")
     @classmethod

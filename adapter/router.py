@@ -2,65 +2,120 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from adapter.backends.base import ModelEntry, display_name, normalize
+from adapter.backends.ollama import OllamaBackend
 from adapter.backends.vllm import VLLMBackend
+from adapter.errors import OllamaError
 
-
-def _capabilities(card: dict[str, Any]) -> tuple[str, ...]:
-    return ("completion",)
+log = logging.getLogger("adapter.router")
 
 
 class Router:
-    """Resolves Ollama model names to backend entries and lists what is served."""
+    """Resolves Ollama model names to backend entries and lists what is served.
 
-    def __init__(self, vllm: VLLMBackend, aliases: dict[str, str]) -> None:
+    vLLM servers come first, in configuration order, then the Ollama passthrough; a name
+    served twice belongs to the first. One backend being down leaves the others listed.
+    """
+
+    def __init__(
+        self,
+        vllm: list[VLLMBackend],
+        ollama: OllamaBackend | None,
+        aliases: dict[str, str],
+        capabilities: dict[str, tuple[str, ...]],
+    ) -> None:
         self.vllm = vllm
+        self.ollama = ollama
         self.aliases = aliases
-        self._cards: object = None
+        self._extra_caps = {normalize(k): v for k, v in capabilities.items()}
+        self._seen: list[list[dict[str, Any]] | None] = []
         self._entries: list[ModelEntry] = []
         self._index: dict[str, ModelEntry] = {}
 
+    def _caps(self, base: frozenset[str] | None, *names: str) -> tuple[str, ...]:
+        caps = set(base or {"completion"})
+        for name in names:
+            caps.update(self._extra_caps.get(normalize(name), ()))
+        order = ("completion", "tools", "insert", "vision", "embedding", "thinking")
+        return tuple(c for c in order if c in caps)
+
+    async def _lists(self, refresh: bool) -> list[tuple[Any, list[dict[str, Any]] | None]]:
+        backends: list[Any] = [*self.vllm, *([self.ollama] if self.ollama else [])]
+        out: list[tuple[Any, list[dict[str, Any]] | None]] = []
+        first_error: OllamaError | None = None
+        for backend in backends:
+            try:
+                out.append((backend, await backend.models(refresh=refresh)))
+            except OllamaError as exc:
+                first_error = first_error or exc
+                log.warning("%s at %s unavailable: %s", backend.name, backend.url, exc.message)
+                out.append((backend, None))
+        if first_error is not None and all(models is None for _, models in out):
+            raise first_error
+        return out
+
     async def catalogue(self, *, refresh: bool = False) -> list[ModelEntry]:
-        """Every model vLLM serves, then every alias whose target it serves."""
-        cards = await self.vllm.models(refresh=refresh)
-        if cards is self._cards:
+        """Every served model, then every alias whose target is served."""
+        lists = await self._lists(refresh)
+        seen = [models for _, models in lists]
+        if len(seen) == len(self._seen) and all(
+            a is b for a, b in zip(seen, self._seen, strict=True)
+        ):
             return self._entries
         entries: list[ModelEntry] = []
-        by_served: dict[str, ModelEntry] = {}
-        for card in cards:
-            served = str(card["id"])
+        taken: dict[str, ModelEntry] = {}
+        for backend, models in lists:
+            for card in models or []:
+                entry = self._entry(backend, card)
+                key = normalize(entry.name)
+                if key not in taken:
+                    taken[key] = entry
+                    entries.append(entry)
+        by_served = {(e.backend, e.served): e for e in entries}
+        for alias, target in self.aliases.items():
+            base = next((e for (_, served), e in by_served.items() if served == target), None)
+            key = normalize(alias)
+            if base is None or key in taken:
+                continue
             entry = ModelEntry(
+                name=display_name(alias),
+                served=base.served,
+                backend=base.backend,
+                max_model_len=base.max_model_len,
+                root=base.root,
+                alias_of=base.name,
+                capabilities=self._caps(frozenset(base.capabilities), alias),
+                info=base.info,
+            )
+            taken[key] = entry
+            entries.append(entry)
+        self._seen, self._entries, self._index = seen, entries, taken
+        return entries
+
+    def _entry(self, backend: Any, card: dict[str, Any]) -> ModelEntry:
+        if isinstance(backend, VLLMBackend):
+            served = str(card["id"])
+            return ModelEntry(
                 name=display_name(served),
                 served=served,
-                backend="vllm",
+                backend=backend.name,
                 max_model_len=card.get("max_model_len"),
                 root=card.get("root"),
-                capabilities=_capabilities(card),
+                capabilities=self._caps(backend.features, served),
             )
-            entries.append(entry)
-            by_served[served] = entry
-        taken = {normalize(e.name) for e in entries}
-        for alias, target in self.aliases.items():
-            base = by_served.get(target)
-            if base is None or normalize(alias) in taken:
-                continue
-            entries.append(
-                ModelEntry(
-                    name=display_name(alias),
-                    served=base.served,
-                    backend=base.backend,
-                    max_model_len=base.max_model_len,
-                    root=base.root,
-                    alias_of=base.name,
-                    capabilities=base.capabilities,
-                )
-            )
-            taken.add(normalize(alias))
-        self._cards, self._entries = cards, entries
-        self._index = {normalize(e.name): e for e in entries}
-        return entries
+        name = str(card.get("model") or card.get("name"))
+        caps = card.get("capabilities")
+        return ModelEntry(
+            name=display_name(name),
+            served=name,
+            backend=backend.name,
+            max_model_len=(card.get("details") or {}).get("context_length"),
+            capabilities=self._caps(frozenset(caps) if caps else None, name),
+            info=card,
+        )
 
     async def resolve(self, name: str) -> ModelEntry | None:
         """The entry serving ``name``; on a miss the catalogue is fetched again once."""

@@ -9,6 +9,8 @@ from importlib.metadata import version as package_version
 
 import httpx
 
+from adapter.backends.base import ModelEntry
+from adapter.backends.ollama import OllamaBackend
 from adapter.backends.vllm import VLLMBackend
 from adapter.config import Settings
 from adapter.metrics import Metrics
@@ -28,7 +30,8 @@ class AppState:
 
     settings: Settings
     metrics: Metrics
-    vllm: VLLMBackend
+    vllm: list[VLLMBackend]
+    ollama: OllamaBackend | None
     router: Router
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     version: str = field(default_factory=_adapter_version)
@@ -38,8 +41,22 @@ class AppState:
         cls, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
     ) -> AppState:
         metrics = Metrics()
-        vllm = VLLMBackend(settings, metrics, transport=transport)
-        return cls(settings, metrics, vllm, Router(vllm, settings.model_aliases))
+        vllm = [
+            VLLMBackend("vllm" if i == 0 else f"vllm-{i + 1}", url, settings, metrics, transport)
+            for i, url in enumerate(settings.vllm_urls)
+        ]
+        ollama = None
+        if settings.vision_ollama_url:
+            ollama = OllamaBackend(settings.vision_ollama_url, settings, metrics, transport)
+        router = Router(vllm, ollama, settings.model_aliases, settings.model_capabilities)
+        return cls(settings, metrics, vllm, ollama, router)
+
+    def vllm_for(self, entry: ModelEntry) -> VLLMBackend | None:
+        """The vLLM backend serving ``entry``, or None when the Ollama passthrough does."""
+        return next((b for b in self.vllm if b.name == entry.backend), None)
 
     async def aclose(self) -> None:
-        await self.vllm.aclose()
+        for backend in self.vllm:
+            await backend.aclose()
+        if self.ollama is not None:
+            await self.ollama.aclose()

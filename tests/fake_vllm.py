@@ -61,6 +61,24 @@ def error_body(name: str) -> tuple[int, bytes]:
     return status, fixtures.raw(name)
 
 
+def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """vLLM's ``/v1/embeddings`` answer shape; vector i is ``[i+1, 2(i+1), 2(i+1)]``."""
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = [
+        {"index": i, "object": "embedding", "embedding": [i + 1.0, 2.0 * (i + 1), 2.0 * (i + 1)]}
+        for i in range(len(inputs))
+    ]
+    tokens = sum(len(str(x).split()) for x in inputs)
+    return {
+        "id": "embd-1",
+        "object": "list",
+        "created": 1795301122,
+        "model": body["model"],
+        "data": data,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 @dataclass
 class FakeVLLM:
     """Serves ``/v1/models``, chat and completions from the fixtures; records requests."""
@@ -74,6 +92,12 @@ class FakeVLLM:
     stream_delay: float = 0.0
     down: bool = False
     cancelled: int = 0
+    embedding_models: list[str] = field(default_factory=list)
+    """Served names that answer ``/v1/embeddings`` (a pooling server in real life)."""
+    ollama_models: list[str] = field(
+        default_factory=lambda: ["llava:7b", "nomic-embed-text:latest"]
+    )
+    """What the fake Vision Ollama (host ``vision.test``) has."""
 
     @property
     def last(self) -> dict[str, Any]:
@@ -88,11 +112,17 @@ class FakeVLLM:
             raise httpx.ConnectError("Connection refused", request=request)
         body: dict[str, Any] = orjson.loads(request.content) if request.content else {}
         self.requests.append((request.url.path, body))
+        if request.url.host == "vision.test":
+            return self._ollama(request.url.path, body)
         if self.handler is not None:
             custom = self.handler(request, body)
             if custom is not None:
                 return custom
         path = request.url.path
+        if path == "/v1/embeddings":
+            if body.get("model") not in self.embedding_models:
+                return httpx.Response(404, content=b'{"detail":"Not Found"}')
+            return httpx.Response(200, content=orjson.dumps(embeddings_answer(body)))
         if path == "/v1/models":
             return httpx.Response(200, content=self.models_json())
         if path == "/health":
@@ -112,6 +142,41 @@ class FakeVLLM:
                 200, content=fixtures.raw("chat.json" if chat else "completions.json")
             )
         return httpx.Response(404, content=b'{"detail":"Not Found"}')
+
+    def _ollama(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """A minimal real-Ollama stand-in: tags, and chat/embed answers in Ollama's shapes."""
+        if path == "/api/tags":
+            models = [
+                {
+                    "name": m,
+                    "model": m,
+                    "digest": "ab" * 32,
+                    "size": 1,
+                    "modified_at": "2025-05-10T08:06:48.639712648-07:00",
+                    "details": {"family": "llama"},
+                }
+                for m in self.ollama_models
+            ]
+            return httpx.Response(200, content=orjson.dumps({"models": models}))
+        if path == "/api/chat":
+            line = {
+                "model": body["model"],
+                "created_at": "2025-01-01T00:00:00Z",
+                "message": {"role": "assistant", "content": "a cat"},
+                "done": True,
+                "done_reason": "stop",
+            }
+            if body.get("stream"):
+                resp = self.stream(orjson.dumps(line) + b"\n")
+                resp.headers["content-type"] = "application/x-ndjson"
+                return resp
+            ctype = "application/json; charset=utf-8"
+            return httpx.Response(200, content=orjson.dumps(line), headers={"content-type": ctype})
+        if path == "/api/embed":
+            return httpx.Response(
+                200, content=orjson.dumps({"model": body["model"], "embeddings": [[0.6, 0.8]]})
+            )
+        return httpx.Response(404, content=b"404 page not found")
 
     def models_json(self) -> bytes:
         data = fixtures.load("models.json")

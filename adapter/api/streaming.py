@@ -38,6 +38,17 @@ def error_response(status: int, message: str) -> Response:
     return json_response({"error": message}, status)
 
 
+_OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error", 401: "authentication_error"}
+
+
+def openai_error(status: int, message: str) -> Response:
+    """OpenAI's error body, for the ``/v1`` endpoints."""
+    kind = _OPENAI_TYPES.get(status, "api_error")
+    return json_response(
+        {"error": {"message": message, "type": kind, "param": None, "code": None}}, status
+    )
+
+
 class NDJSONStream(Response):
     """Sends each chunk of a byte stream as it comes; a client that leaves closes the upstream.
 

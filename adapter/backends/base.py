@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,8 @@ class ModelEntry:
     root: str | None = None
     alias_of: str | None = None
     capabilities: tuple[str, ...] = field(default=("completion",))
+    info: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    """The backend's own description, when it has one (an Ollama ``/api/tags`` entry)."""
 
     @property
     def digest(self) -> str:

@@ -19,7 +19,11 @@ def fake() -> FakeVLLM:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(vllm_url="http://vllm.test:8000", model_aliases="llama3.2=tiny-llm")
+    return Settings(
+        vllm_url="http://vllm.test:8000",
+        model_aliases="llama3.2=tiny-llm",
+        probe_capabilities=False,
+    )
 
 
 @pytest.fixture

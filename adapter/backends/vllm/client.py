@@ -13,6 +13,7 @@ import orjson
 
 from adapter.api.schemas import ChatRequest, GenerateRequest
 from adapter.backends.base import ModelEntry
+from adapter.backends.passthrough import RawRelay, forward, sse_error
 from adapter.backends.vllm import translate
 from adapter.backends.vllm.translate import StreamTranslator, Timings
 from adapter.config import Settings
@@ -25,16 +26,19 @@ log = logging.getLogger("adapter.vllm")
 class VLLMBackend:
     """Serves Ollama chat and generate requests from a vLLM server."""
 
-    name = "vllm"
-
     def __init__(
         self,
+        name: str,
+        url: str,
         settings: Settings,
         metrics: Metrics,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = settings.vllm_url
+        self.name = name
+        self.url = url
         self._metrics = metrics
+        self._probe = settings.probe_capabilities
+        self.features: frozenset[str] | None = None
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if settings.vllm_api_key is not None:
             headers["Authorization"] = f"Bearer {settings.vllm_api_key.get_secret_value()}"
@@ -116,6 +120,21 @@ class VLLMBackend:
             raise self._status_error(resp.status_code, content, model)
         return resp
 
+    async def forward(
+        self, method: str, path: str, body: Any, *, stream: bool
+    ) -> tuple[int, str, RawRelay | bytes]:
+        """Pass an OpenAI-compatible request on as it is (``/v1/*``)."""
+        content = orjson.dumps(body) if isinstance(body, dict) else body
+        return await forward(
+            self.client,
+            method,
+            path,
+            content,
+            stream=stream,
+            on_error=self._transport_error,
+            error_line=sse_error,
+        )
+
     # ------------------------------------------------------------------ models
 
     async def models(self, *, refresh: bool = False) -> list[dict[str, Any]]:
@@ -134,9 +153,40 @@ class VLLMBackend:
             if resp.status_code != 200:
                 raise self._status_error(resp.status_code, resp.content, None)
             data = orjson.loads(resp.content).get("data") or []
-            self._models = [m for m in data if isinstance(m, dict) and m.get("id")]
+            models = [m for m in data if isinstance(m, dict) and m.get("id")]
+            if self.features is None and models:
+                self.features = await self._discover(str(models[0]["id"]))
+            self._models = models
             self._models_at = time.monotonic()
             return self._models
+
+    async def _discover(self, model: str) -> frozenset[str]:
+        """What this server does, asked once: vLLM runs one kind of model per server, and its
+        routes and tool-parser checks tell which (a pooling model has ``/v1/embeddings``, a
+        server without ``--tool-call-parser`` rejects ``tool_choice: auto`` before generating).
+        """
+        if not self._probe:
+            return frozenset({"completion"})
+        resp = await self._send("POST", "/v1/embeddings", {"model": model, "input": "probe"})
+        if resp.status_code == 200:
+            return frozenset({"embedding"})
+        probe_tool = {
+            "type": "function",
+            "function": {"name": "probe", "parameters": {"type": "object"}},
+        }
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": "probe"}],
+            "tools": [probe_tool],
+            "tool_choice": "auto",
+            "max_tokens": 1,
+        }
+        resp = await self._send("POST", "/v1/chat/completions", body)
+        features = {"completion"}
+        if resp.status_code == 200:
+            features.add("tools")
+        log.info("vLLM at %s: %s", self.url, ", ".join(sorted(features)))
+        return frozenset(features)
 
     async def health(self) -> dict[str, Any]:
         """Whether vLLM answers ``/health`` and which models it serves."""

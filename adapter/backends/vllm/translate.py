@@ -790,7 +790,7 @@ def keep_alive_seconds(value: float | str | None) -> float | None:
     except ValueError:
         pass
     sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
+    body = text[1:] if text[0] in "+-" else text
     total, pos = 0.0, 0
     for match in _DURATION_RE.finditer(body):
         if match.start() != pos:
@@ -800,3 +800,27 @@ def keep_alive_seconds(value: float | str | None) -> float | None:
     if pos != len(body) or pos == 0:
         raise OllamaError(400, f'time: invalid duration "{value}"')
     return sign * total
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def embed_body(served: str, inputs: list[str], *, truncate: bool) -> dict[str, Any]:
+    """The ``/v1/embeddings`` body; ``truncate`` cuts over-long input to the context."""
+    body: dict[str, Any] = {"model": served, "input": inputs}
+    if truncate:
+        body["truncate_prompt_tokens"] = -1
+    return body
+
+
+def normalized(vector: Sequence[float], dimensions: int | None = None) -> list[float]:
+    """Cut to ``dimensions`` (when given), then scale to unit length, as Ollama's embed does."""
+    values = list(vector[:dimensions] if dimensions else vector)
+    norm = sum(v * v for v in values) ** 0.5
+    return [v / norm for v in values] if norm > 0 else values
+
+
+def embeddings_out(resp: Mapping[str, Any]) -> list[list[float]]:
+    """The vectors of an OpenAI embeddings answer, in input order."""
+    data = sorted(resp.get("data") or [], key=lambda d: d.get("index", 0))
+    return [list(d.get("embedding") or []) for d in data]

@@ -1,0 +1,73 @@
+"""OpenAI-compatible endpoints, as Ollama serves them: forwarded with model names rewritten.
+
+Clients such as Copilot list models through ``/api/tags`` and then chat through ``/v1``
+with those names, so ``/v1`` accepts every name ``/api/tags`` shows. Bodies and streams
+are otherwise passed through untouched; errors keep OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from adapter.api.common import read_body, relay_response, state_of
+from adapter.api.streaming import cancel_on_disconnect, json_response
+from adapter.backends.base import ModelEntry
+from adapter.errors import OllamaError
+
+router = APIRouter()
+
+
+def _card(entry: ModelEntry, created: int) -> dict[str, object]:
+    return {"id": entry.name, "object": "model", "created": created, "owned_by": entry.backend}
+
+
+async def _forward(request: Request, path: str) -> Response:
+    _, data = await read_body(request)
+    state = state_of(request)
+    name = data.get("model")
+    if not isinstance(name, str) or not name:
+        raise OllamaError(400, "model is required")
+    entry = await state.router.resolve(name)
+    if entry is None:
+        raise OllamaError(404, f"model '{name}' not found")
+    data["model"] = entry.served
+    stream = data.get("stream") is True
+    backend = state.vllm_for(entry) or state.ollama
+    assert backend is not None
+    status, content_type, content = await cancel_on_disconnect(
+        request, backend.forward("POST", path, data, stream=stream)
+    )
+    return relay_response(request, status, content_type, content)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _forward(request, "/v1/chat/completions")
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    return await _forward(request, "/v1/completions")
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await _forward(request, "/v1/embeddings")
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> Response:
+    state = state_of(request)
+    created = int(state.started_at.timestamp())
+    entries = await state.router.catalogue()
+    return json_response({"object": "list", "data": [_card(e, created) for e in entries]})
+
+
+@router.get("/v1/models/{model:path}")
+async def model(request: Request, model: str) -> Response:
+    state = state_of(request)
+    entry = await state.router.resolve(model)
+    if entry is None:
+        raise OllamaError(404, f"model '{model}' not found")
+    return json_response(_card(entry, int(state.started_at.timestamp())))

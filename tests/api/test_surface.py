@@ -1,0 +1,299 @@
+"""The rest of the Ollama surface: show, ps, pull and management, embeddings, /v1, CORS,
+capability discovery and the Vision Ollama passthrough (against the fake upstreams)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from adapter.app import create_app
+from adapter.config import Settings
+from tests.fake_vllm import FakeVLLM
+
+CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+async def two_servers(fake: FakeVLLM) -> AsyncIterator[httpx.AsyncClient]:
+    """A generating vLLM, an embedding vLLM and a Vision Ollama, probed as in production."""
+    fake.embedding_models = ["tiny-embed"]
+    real = fake._handle
+
+    async def route(request: httpx.Request) -> httpx.Response:
+        # The embedding server serves only tiny-embed, the other only tiny-llm.
+        if request.url.path == "/v1/models":
+            fake.served = ["tiny-embed"] if request.url.host == "embed.test" else ["tiny-llm"]
+        return await real(request)
+
+    settings = Settings(
+        vllm_url="http://gen.test:8000,http://embed.test:8000",
+        vision_ollama_url="http://vision.test:11434",
+        model_capabilities="tiny-llm=thinking",
+    )
+    app = create_app(settings, transport=httpx.MockTransport(route))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://adapter") as c,
+    ):
+        yield c
+
+
+async def test_show_has_model_info_with_context_length(client: httpx.AsyncClient) -> None:
+    body = (await client.post("/api/show", json={"model": "tiny-llm"})).json()
+    info = body["model_info"]
+    arch = info["general.architecture"]
+    assert info[f"{arch}.context_length"] == 512
+    assert info["general.basename"] == "tiny-llm"
+    assert body["capabilities"] == ["completion"]
+    assert body["details"]["family"] == arch
+    for key in ("modelfile", "parameters", "template", "modified_at"):
+        assert isinstance(body[key], str)
+    datetime.fromisoformat(body["modified_at"])
+
+
+async def test_show_accepts_the_deprecated_name_and_errors_like_ollama(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.post("/api/show", json={"name": "llama3.2"})).status_code == 200
+    resp = await client.post("/api/show", json={"model": "nope"})
+    assert (resp.status_code, resp.json()) == (404, {"error": "model 'nope:latest' not found"})
+    resp = await client.post("/api/show", json={})
+    assert (resp.status_code, resp.json()) == (400, {"error": "model is required"})
+
+
+async def test_ps_lists_every_model_as_loaded_forever(client: httpx.AsyncClient) -> None:
+    models = (await client.get("/api/ps")).json()["models"]
+    assert [m["model"] for m in models] == ["tiny-llm:latest", "llama3.2:latest"]
+    for m in models:
+        assert m["context_length"] == 512 and m["size_vram"] == 0
+        assert datetime.fromisoformat(m["expires_at"]).year >= 2300
+
+
+async def test_pull_of_a_served_model_streams_progress_to_success(
+    client: httpx.AsyncClient,
+) -> None:
+    resp = await client.post("/api/pull", json={"model": "tiny-llm"})
+    lines = [orjson.loads(x) for x in resp.text.splitlines()]
+    assert resp.headers["content-type"] == "application/x-ndjson"
+    assert lines[0] == {"status": "pulling manifest"} and lines[-1] == {"status": "success"}
+    resp = await client.post("/api/pull", json={"name": "llama3.2", "stream": False})
+    assert resp.json() == {"status": "success"}
+
+
+async def test_pull_of_an_unknown_model_is_ollamas_error(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/api/pull", json={"model": "llama9"})
+    assert resp.status_code == 404
+    assert resp.json()["error"].startswith("pull model manifest: file does not exist")
+    assert (await client.post("/api/pull", json={})).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload"),
+    [
+        ("POST", "/api/push", {"model": "tiny-llm"}),
+        ("POST", "/api/create", {"model": "mine", "from": "tiny-llm"}),
+        ("POST", "/api/copy", {"source": "tiny-llm", "destination": "x"}),
+        ("DELETE", "/api/delete", {"name": "tiny-llm"}),
+        ("POST", "/api/blobs/sha256:" + "0" * 64, {}),
+    ],
+)
+async def test_model_management_says_vllm_owns_the_model_set(
+    client: httpx.AsyncClient, method: str, path: str, payload: dict[str, Any]
+) -> None:
+    resp = await client.request(method, path, content=orjson.dumps(payload))
+    assert resp.status_code == 501
+    assert "managed by vLLM's configuration" in resp.json()["error"]
+
+
+async def test_management_of_unknown_models_is_404(client: httpx.AsyncClient) -> None:
+    resp = await client.request("DELETE", "/api/delete", json={"model": "nope"})
+    assert (resp.status_code, resp.json()["error"]) == (404, "model 'nope' not found")
+    resp = await client.post("/api/copy", json={"source": "nope", "destination": "x"})
+    assert (resp.status_code, resp.json()["error"]) == (404, 'model "nope" not found')
+    assert (await client.head("/api/blobs/sha256:" + "0" * 64)).status_code == 404
+
+
+async def test_v1_models_use_the_names_tags_show(client: httpx.AsyncClient) -> None:
+    data = (await client.get("/v1/models")).json()
+    assert data["object"] == "list"
+    assert [m["id"] for m in data["data"]] == ["tiny-llm:latest", "llama3.2:latest"]
+    one = (await client.get("/v1/models/llama3.2:latest")).json()
+    assert one["id"] == "llama3.2:latest"
+    resp = await client.get("/v1/models/nope")
+    assert resp.status_code == 404 and resp.json()["error"]["type"] == "not_found_error"
+
+
+async def test_v1_chat_is_forwarded_with_the_served_name(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "model": "llama3.2:latest"})
+    assert resp.status_code == 200
+    assert resp.json()["object"] == "chat.completion"
+    assert fake.last["model"] == "tiny-llm"
+
+
+async def test_v1_stream_is_relayed_untouched(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    from tests import fixtures
+
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    assert resp.content == fixtures.raw("chat_stream.sse")
+
+
+async def test_v1_errors_keep_openai_shape(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "model": "nope"})
+    assert resp.status_code == 404
+    assert resp.json()["error"]["message"] == "model 'nope' not found"
+    resp = await client.post("/v1/completions", content=b"{oops")
+    assert resp.status_code == 400 and "message" in resp.json()["error"]
+
+
+async def test_cors_allows_local_and_app_origins(client: httpx.AsyncClient) -> None:
+    for origin in (
+        "http://localhost:3000",
+        "http://127.0.0.1:8080",
+        "vscode-webview://abc",
+        "app://x",
+    ):
+        resp = await client.options(
+            "/api/chat",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert resp.status_code == 200
+        assert resp.headers["access-control-allow-origin"] == origin
+    resp = await client.get("/api/tags", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in resp.headers
+
+
+async def test_cors_origins_setting(fake: FakeVLLM) -> None:
+    app = create_app(
+        Settings(vllm_url="http://v:1", cors_origins="https://notes.example"),
+        transport=fake.transport(),
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
+    ):
+        resp = await c.get("/api/version", headers={"Origin": "https://notes.example"})
+        assert resp.headers["access-control-allow-origin"] == "https://notes.example"
+
+
+async def test_capabilities_are_discovered_per_server(two_servers: httpx.AsyncClient) -> None:
+    tags = {m["model"]: m for m in (await two_servers.get("/api/tags")).json()["models"]}
+    assert tags["tiny-llm:latest"]["capabilities"] == ["completion", "tools", "thinking"]
+    assert tags["tiny-embed:latest"]["capabilities"] == ["embedding"]
+    assert "llava:7b" in tags and "nomic-embed-text:latest" in tags
+
+
+async def test_embed_is_normalised_and_cut_to_dimensions(
+    two_servers: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    body = (
+        await two_servers.post("/api/embed", json={"model": "tiny-embed", "input": ["a b", "c"]})
+    ).json()
+    assert body["embeddings"] == [[1 / 3, 2 / 3, 2 / 3], [1 / 3, 2 / 3, 2 / 3]]
+    assert body["prompt_eval_count"] == 3 and body["model"] == "tiny-embed"
+    assert fake.last == {"model": "tiny-embed", "input": ["a b", "c"], "truncate_prompt_tokens": -1}
+    body = (
+        await two_servers.post(
+            "/api/embed",
+            json={"model": "tiny-embed", "input": "x", "dimensions": 1, "truncate": False},
+        )
+    ).json()
+    assert body["embeddings"] == [[1.0]]
+    assert "truncate_prompt_tokens" not in fake.last
+    body = (await two_servers.post("/api/embed", json={"model": "tiny-embed", "input": []})).json()
+    assert body == {"model": "tiny-embed", "embeddings": []}
+
+
+async def test_legacy_embeddings_are_not_normalised(two_servers: httpx.AsyncClient) -> None:
+    body = (
+        await two_servers.post("/api/embeddings", json={"model": "tiny-embed", "prompt": "x"})
+    ).json()
+    assert body == {"embedding": [1.0, 2.0, 2.0]}
+    assert (
+        await two_servers.post("/api/embeddings", json={"model": "tiny-embed", "prompt": ""})
+    ).json() == {"embedding": []}
+
+
+async def test_embedding_errors(two_servers: httpx.AsyncClient) -> None:
+    resp = await two_servers.post("/api/embed", json={"model": "tiny-llm", "input": "x"})
+    assert (resp.status_code, resp.json()["error"]) == (
+        400,
+        '"tiny-llm" does not support embeddings',
+    )
+    resp = await two_servers.post("/api/embed", json={"model": "nope", "input": "x"})
+    assert (resp.status_code, resp.json()["error"]) == (
+        404,
+        'model "nope" not found, try pulling it first',
+    )
+    resp = await two_servers.post("/api/embed", json={"input": "x"})
+    assert resp.status_code == 404
+    resp = await two_servers.post("/api/embeddings", json={"prompt": "x"})
+    assert (resp.status_code, resp.json()["error"]) == (400, "model is required")
+
+
+async def test_generating_with_an_embedding_model_is_refused(
+    two_servers: httpx.AsyncClient,
+) -> None:
+    resp = await two_servers.post("/api/generate", json={"model": "tiny-embed", "prompt": "x"})
+    assert (resp.status_code, resp.json()["error"]) == (
+        400,
+        '"tiny-embed" does not support generate',
+    )
+
+
+async def test_vision_ollama_models_pass_through_untouched(
+    two_servers: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    payload = {
+        "model": "llava:7b",
+        "messages": [{"role": "user", "content": "?", "images": ["aGk="]}],
+        "stream": False,
+        "x_extra": 1,
+    }
+    resp = await two_servers.post("/api/chat", json=payload)
+    assert resp.json()["message"]["content"] == "a cat"
+    assert fake.requests[-1] == ("/api/chat", payload)
+    resp = await two_servers.post("/api/chat", json={**payload, "stream": True})
+    assert resp.headers["content-type"] == "application/x-ndjson"
+    assert orjson.loads(resp.text.splitlines()[-1])["done"] is True
+    body = (
+        await two_servers.post("/api/embed", json={"model": "nomic-embed-text", "input": "x"})
+    ).json()
+    assert body["embeddings"] == [[0.6, 0.8]]
+
+
+async def test_health_lists_every_backend(two_servers: httpx.AsyncClient) -> None:
+    body = (await two_servers.get("/health")).json()
+    assert [u["url"] for u in body["vllm"]] == ["http://gen.test:8000", "http://embed.test:8000"]
+    assert body["ollama"]["reachable"] is True
+
+
+async def test_one_backend_down_leaves_the_others_listed(fake: FakeVLLM) -> None:
+    async def route(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "vision.test":
+            raise httpx.ConnectError("refused", request=request)
+        return await fake._handle(request)
+
+    settings = Settings(
+        vllm_url="http://gen.test:1",
+        vision_ollama_url="http://vision.test:2",
+        probe_capabilities=False,
+    )
+    app = create_app(settings, transport=httpx.MockTransport(route))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
+    ):
+        models = (await c.get("/api/tags")).json()["models"]
+        assert [m["model"] for m in models] == ["tiny-llm:latest"]
