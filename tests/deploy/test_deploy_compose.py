@@ -1,0 +1,372 @@
+"""The two compose phases, resolved by the real `docker compose config`, keep their promises."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from tests.deploy.helpers import (
+    APPS,
+    LLM_APPS,
+    PHASE1,
+    PHASE2,
+    PHASES,
+    ROOT,
+    VISION_APPS,
+    ResolvedConfig,
+    RunCompose,
+)
+
+COMPOSE_FILES = sorted(
+    p.relative_to(ROOT).as_posix()
+    for p in [*ROOT.glob("docker-compose*.yml"), *(ROOT / "compose").glob("*.yml")]
+)
+GATEWAY = {"separated": "ollama", "vllm": "adapter"}
+ONE_SHOT = {"ollama-init", "vision-ollama-init"}
+
+
+def env_of(svc: dict[str, Any]) -> dict[str, str]:
+    return svc.get("environment") or {}
+
+
+def aliases(svc: dict[str, Any]) -> set[str]:
+    nets = svc.get("networks") or {}
+    return {a for net in nets.values() if net for a in net.get("aliases") or []}
+
+
+def resolve_host(cfg: dict[str, Any], host: str) -> str:
+    """The one service that answers to `host` on the compose network."""
+    owners = [name for name, svc in cfg["services"].items() if name == host or host in aliases(svc)]
+    assert len(owners) == 1, f"{host!r} resolves to {owners}"
+    return owners[0]
+
+
+def published(cfg: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (name, p.get("host_ip") or "0.0.0.0", str(p["published"]))
+        for name, svc in cfg["services"].items()
+        for p in svc.get("ports") or []
+        if p.get("published")
+    ]
+
+
+# ---- every file and combination passes the real `docker compose config` -----------------
+
+
+def test_compose_files_exist() -> None:
+    assert {"docker-compose-separated.yml", "docker-compose.vllm.yml"} <= set(COMPOSE_FILES)
+
+
+@pytest.mark.parametrize("phase", sorted(PHASES))
+@pytest.mark.parametrize("apps", [False, True], ids=["core", "apps"])
+def test_config_valid(run_compose: RunCompose, phase: str, apps: bool) -> None:
+    proc = run_compose(
+        PHASES[phase], args=["config", "--quiet"], profiles=["apps"] if apps else None
+    )
+    assert proc.stderr.strip() == "", proc.stderr
+
+
+@pytest.mark.parametrize("phase", sorted(PHASES))
+def test_config_valid_with_build_override_and_env_example(
+    run_compose: RunCompose, phase: str
+) -> None:
+    run_compose(
+        PHASES[phase],
+        ROOT / "compose/apps.build.yml",
+        args=["config", "--quiet"],
+        profiles=["apps"],
+        env_file=ROOT / "deploy/env.example",
+    )
+
+
+@pytest.mark.parametrize("phase", sorted(PHASES))
+def test_env_example_matches_defaults(
+    run_compose: RunCompose, resolved: ResolvedConfig, phase: str
+) -> None:
+    import json
+
+    proc = run_compose(
+        PHASES[phase],
+        args=["config", "--format", "json"],
+        profiles=["apps"],
+        env_file=ROOT / "deploy/env.example",
+    )
+    assert json.loads(proc.stdout)["services"] == resolved(phase)["services"]
+
+
+def test_profiles_keep_core_alone(resolved: ResolvedConfig) -> None:
+    for phase in PHASES:
+        core = set(resolved(phase, apps=False)["services"])
+        full = set(resolved(phase, apps=True)["services"])
+        assert not core & set(APPS), f"{phase}: apps start without the profile"
+        assert full - core == set(APPS)
+        for app in APPS:
+            assert resolved(phase)["services"][app]["profiles"] == ["apps"]
+    assert set(resolved("separated", False)["services"]) == {
+        "ollama",
+        "ollama-init",
+        "vision-ollama",
+        "vision-ollama-init",
+    }
+    assert set(resolved("vllm", False)["services"]) == {
+        "vllm",
+        "adapter",
+        "vision-ollama",
+        "vision-ollama-init",
+    }
+
+
+def test_same_project_name(resolved: ResolvedConfig) -> None:
+    assert resolved("separated")["name"] == resolved("vllm")["name"] == "llm-stack"
+
+
+# ---- OLLAMA_URL / VISION_OLLAMA_URL ------------------------------------------------------
+
+
+def test_ollama_url_identical_across_phases(resolved: ResolvedConfig) -> None:
+    urls = {
+        phase: {
+            name: env_of(svc)["OLLAMA_URL"]
+            for name, svc in resolved(phase)["services"].items()
+            if name in APPS and "OLLAMA_URL" in env_of(svc)
+        }
+        for phase in PHASES
+    }
+    assert set(urls["separated"]) == set(urls["vllm"]) == set(LLM_APPS)
+    assert urls["separated"] == urls["vllm"]
+    assert len(set(urls["vllm"].values())) == 1
+
+
+@pytest.mark.parametrize("phase", sorted(PHASES))
+def test_ollama_url_resolves_to_the_gateway(resolved: ResolvedConfig, phase: str) -> None:
+    cfg = resolved(phase)
+    url = urlparse(env_of(cfg["services"]["notes"])["OLLAMA_URL"])
+    owner = resolve_host(cfg, url.hostname or "")
+    assert owner == GATEWAY[phase]
+    svc = cfg["services"][owner]
+    if phase == "separated":
+        assert svc["image"].startswith("ollama/ollama:")
+        assert url.port == 11434  # Ollama listens on 11434 in its container
+    else:
+        assert svc["build"]["dockerfile"] == "Dockerfile.adapter"
+        assert env_of(svc)["ADAPTER_PORT"] == str(url.port)
+        assert urlparse(env_of(svc)["VLLM_URL"]).hostname == "vllm"
+        assert "ollama" not in cfg["services"], "phase 2 must not run a text Ollama"
+
+
+def test_vision_services_on_vision_ollama(resolved: ResolvedConfig) -> None:
+    for phase in PHASES:
+        cfg = resolved(phase)
+        for app in VISION_APPS:
+            url = urlparse(env_of(cfg["services"][app])["VISION_OLLAMA_URL"])
+            assert resolve_host(cfg, url.hostname or "") == "vision-ollama"
+        assert cfg["services"]["vision-ollama"]["image"].startswith("ollama/ollama:")
+        assert {a: env_of(cfg["services"][a]).get("VISION_OLLAMA_URL") for a in VISION_APPS} == {
+            a: env_of(resolved("separated")["services"][a]).get("VISION_OLLAMA_URL")
+            for a in VISION_APPS
+        }
+    adapter_env = env_of(resolved("vllm")["services"]["adapter"])
+    assert urlparse(adapter_env["VISION_OLLAMA_URL"]).hostname == "vision-ollama"
+
+
+def test_vision_ollama_identical_in_both_phases(resolved: ResolvedConfig) -> None:
+    # Same definition => compose sees no change and leaves the container running on a switch.
+    for name in ("vision-ollama", "vision-ollama-init"):
+        assert resolved("separated")["services"][name] == resolved("vllm")["services"][name]
+
+
+# ---- health checks and start order -------------------------------------------------------
+
+
+@pytest.mark.parametrize("phase", sorted(PHASES))
+def test_health_checks_and_depends_on(resolved: ResolvedConfig, phase: str) -> None:
+    services = resolved(phase)["services"]
+    for name, svc in services.items():
+        if name in ONE_SHOT:
+            assert svc["restart"] == "no"
+            continue
+        hc = svc.get("healthcheck")
+        assert hc and hc.get("test") and not hc.get("disable"), f"{phase}/{name}: no healthcheck"
+        assert hc["test"][0] in ("CMD", "CMD-SHELL")
+        assert "curl" not in hc["test"][1:3], f"{phase}/{name}: image may lack curl"
+        assert svc["restart"] == "unless-stopped"
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{phase}/{name} depends on missing {dep}"
+            expected = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
+            if name != "frontend":
+                assert cond["condition"] == expected, f"{phase}/{name} -> {dep}"
+    for app in LLM_APPS:
+        deps = services[app]["depends_on"]
+        assert deps[GATEWAY[phase]]["condition"] == "service_healthy"
+        assert deps["vision-ollama-init"]["condition"] == "service_completed_successfully"
+    for init in ONE_SHOT & set(services):
+        target = init.removesuffix("-init")
+        assert services[init]["depends_on"][target]["condition"] == "service_healthy"
+        assert urlparse(env_of(services[init])["OLLAMA_HOST"]).hostname == target
+
+
+def _seconds(duration: str) -> int:
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert parts, duration
+    h, m, s = (int(x or 0) for x in parts.groups())
+    return h * 3600 + m * 60 + s
+
+
+def test_realistic_start_periods(resolved: ResolvedConfig) -> None:
+    vllm = resolved("vllm")["services"]["vllm"]["healthcheck"]
+    assert _seconds(vllm["start_period"]) >= 600  # model download + load + CUDA graphs
+    assert "/health" in vllm["test"][-1]
+    adapter = resolved("vllm")["services"]["adapter"]
+    # liveness (GET /), never /health, which is 503 while vLLM loads
+    assert adapter["healthcheck"]["test"][-1].endswith(
+        "urlopen('http://127.0.0.1:11434/',timeout=2)"
+    )
+    assert adapter["depends_on"]["vllm"]["condition"] == "service_healthy"
+    for phase in PHASES:
+        for name in ("vision-ollama", *(["ollama"] if phase == "separated" else [])):
+            hc = resolved(phase)["services"][name]["healthcheck"]
+            assert hc["test"] == ["CMD", "ollama", "list"]
+            assert _seconds(hc["start_period"]) >= 30
+
+
+# ---- ports, GPUs, volumes ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("phase", sorted(PHASES))
+@pytest.mark.parametrize("apps", [False, True], ids=["core", "apps"])
+def test_no_host_port_published_twice(resolved: ResolvedConfig, phase: str, apps: bool) -> None:
+    ports = published(resolved(phase, apps))
+    counts = Counter(port for _, _, port in ports)
+    assert [p for p, n in counts.items() if n > 1] == [], ports
+
+
+def test_port_11434_owned_by_the_gateway_only(resolved: ResolvedConfig) -> None:
+    for phase in PHASES:
+        owners = [(n, ip) for n, ip, port in published(resolved(phase)) if port == "11434"]
+        assert owners == [(GATEWAY[phase], "0.0.0.0")]
+
+
+def test_app_ports_unchanged(resolved: ResolvedConfig) -> None:
+    expected = {
+        "notes": "8100",
+        "doc-processor": "8101",
+        "rag": "8102",
+        "ocr": "8104",
+        "client-rag": "8105",
+        "ner": "8108",
+        "frontend": "3000",
+    }
+    for phase in PHASES:
+        ports = {n: port for n, _, port in published(resolved(phase)) if n in APPS}
+        assert ports == expected
+    assert sorted(published(resolved("separated"))) != sorted(published(resolved("vllm")))
+
+
+def test_vllm_not_published_beyond_loopback(resolved: ResolvedConfig) -> None:
+    for name in ("vllm", "vision-ollama"):
+        for p in resolved("vllm")["services"][name].get("ports") or []:
+            assert p["host_ip"] == "127.0.0.1", f"{name} published on {p}"
+
+
+@pytest.mark.parametrize(
+    ("phase", "name"),
+    [
+        ("vllm", "vllm"),
+        ("vllm", "vision-ollama"),
+        ("separated", "ollama"),
+        ("separated", "vision-ollama"),
+    ],
+)
+def test_gpu_reservations(resolved: ResolvedConfig, phase: str, name: str) -> None:
+    devices = resolved(phase)["services"][name]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices and all(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+
+
+def test_volumes_shared_and_named(resolved: ResolvedConfig) -> None:
+    def mount(phase: str, svc: str, target: str) -> str:
+        cfg = resolved(phase)
+        vol = next(v for v in cfg["services"][svc]["volumes"] if v["target"] == target)
+        assert vol["type"] == "volume"
+        return cfg["volumes"][vol["source"]]["name"]
+
+    vision = {mount(p, "vision-ollama", "/root/.ollama") for p in PHASES}
+    assert vision == {"llm-stack-vision-ollama-models"}
+    assert mount("separated", "ollama", "/root/.ollama") == "llm-stack-ollama-models"
+    assert mount("vllm", "vllm", "/root/.cache/huggingface") == "llm-stack-hf-cache"
+    assert mount("vllm", "vllm", "/root/.cache/vllm") == "llm-stack-vllm-cache"
+    for phase in PHASES:  # fixed names: independent of the project name
+        for vol in resolved(phase)["volumes"].values():
+            assert not vol.get("external")
+            assert vol["name"].startswith("llm-stack-")
+
+
+def test_vllm_service(resolved: ResolvedConfig) -> None:
+    svc = resolved("vllm")["services"]["vllm"]
+    assert svc["build"]["dockerfile"] == "Dockerfile.vllm"
+    assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", svc["build"]["args"]["VLLM_IMAGE"])
+    assert svc.get("ipc") == "host" or int(svc["shm_size"]) >= 8 * 2**30
+    env = env_of(svc)
+    assert env["MODEL_NAME"] and env["SERVED_MODEL_NAME"].split()[0] == "qwen2.5:7b"
+    assert 0 < float(env["GPU_MEMORY_UTILIZATION"]) < 0.9  # shares GPU 0 with Vision Ollama
+    assert env["VLLM_API_KEY"] == env_of(resolved("vllm")["services"]["adapter"])["VLLM_API_KEY"]
+
+
+# ---- configurable, written once ----------------------------------------------------------
+
+
+def test_app_images_configurable(run_compose: RunCompose) -> None:
+    import json
+
+    proc = run_compose(
+        PHASE2,
+        args=["config", "--format", "json"],
+        profiles=["apps"],
+        env={
+            "NOTES_IMAGE": "registry.example/notes:1.2",
+            "NOTES_PORT": "18100",
+            "OLLAMA_HOST_PORT": "21434",
+            "SERVED_MODEL_NAME": "llama2:7b",
+        },
+    )
+    services = json.loads(proc.stdout)["services"]
+    assert services["notes"]["image"] == "registry.example/notes:1.2"
+    assert services["notes"]["ports"][0]["published"] == "18100"
+    assert services["adapter"]["ports"][0]["published"] == "21434"
+    assert env_of(services["vllm"])["SERVED_MODEL_NAME"] == "llama2:7b"
+    assert env_of(services["notes"])["OLLAMA_URL"] == "http://ollama:11434"
+
+
+def test_build_override_sets_contexts(run_compose: RunCompose) -> None:
+    import json
+
+    proc = run_compose(
+        PHASE1,
+        ROOT / "compose/apps.build.yml",
+        args=["config", "--format", "json"],
+        profiles=["apps"],
+        env={"NOTES_CONTEXT": "/src/notes"},
+    )
+    services = json.loads(proc.stdout)["services"]
+    assert services["notes"]["build"]["context"] == "/src/notes"
+    assert all("build" in services[a] for a in APPS)
+
+
+def test_shared_definitions_written_once() -> None:
+    texts = {f: (ROOT / f).read_text() for f in COMPOSE_FILES}
+    defined: Counter[str] = Counter()
+    for f, text in texts.items():
+        for name in yaml.safe_load(text).get("services") or {}:
+            if f.endswith(("apps.phase1.yml", "apps.phase2.yml", "apps.build.yml")):
+                continue  # overrides: depends_on / build only
+            defined[name] += 1
+    assert {n: c for n, c in defined.items() if c > 1} == {}
+    for f in ("docker-compose-separated.yml", "docker-compose.vllm.yml"):
+        assert "compose/vision-ollama.yml" in texts[f] and "compose/apps.yml" in texts[f]
+    for f in ("compose/apps.phase1.yml", "compose/apps.phase2.yml"):
+        for svc in yaml.safe_load(texts[f])["services"].values():
+            assert set(svc) == {"depends_on"}

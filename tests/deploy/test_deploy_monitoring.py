@@ -1,0 +1,105 @@
+"""deploy/monitoring: the scrape configs and the Grafana dashboard use metrics that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import yaml
+
+from adapter.metrics import Metrics
+from tests.deploy.helpers import ROOT
+
+MON = ROOT / "deploy" / "monitoring"
+# vLLM 0.33 metric names (shared/reference/VLLM_API.md section 3.3), as exposed.
+VLLM_METRICS = {
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:kv_cache_usage_perc",
+    "vllm:prompt_tokens_total",
+    "vllm:generation_tokens_total",
+    "vllm:num_preemptions_total",
+    "vllm:prefix_cache_queries_total",
+    "vllm:prefix_cache_hits_total",
+    *(
+        f"vllm:{h}_{suffix}"
+        for h in (
+            "time_to_first_token_seconds",
+            "inter_token_latency_seconds",
+            "e2e_request_latency_seconds",
+            "request_queue_time_seconds",
+        )
+        for suffix in ("bucket", "sum", "count")
+    ),
+}
+
+
+def adapter_metric_names() -> set[str]:
+    """Sample names the adapter exposes, from its own registry."""
+    names = set()
+    for family in Metrics().registry.collect():
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names |= {f"{family.name}_{s}" for s in ("bucket", "sum", "count")}
+        else:
+            names.add(family.name)
+    return names
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((MON / "grafana-dashboard.json").read_text())
+    return data
+
+
+def exprs() -> list[str]:
+    return [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])]
+
+
+def test_compose_scrape_config() -> None:
+    cfg = yaml.safe_load((MON / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    assert jobs["ollama-adapter"]["static_configs"][0]["targets"] == ["adapter:11434"]
+    assert jobs["vllm"]["static_configs"][0]["targets"] == ["vllm:8000"]
+    assert all(j["metrics_path"] == "/metrics" for j in jobs.values())
+    compose = (ROOT / "docker-compose.vllm.yml").read_text()
+    assert "\n  adapter:\n" in compose and "\n  vllm:\n" in compose
+
+
+def test_k8s_scrape_config_matches_manifests() -> None:
+    cfg = yaml.safe_load((MON / "prometheus-k8s.yml").read_text())
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    assert set(jobs) == {"ollama-adapter", "vllm"}
+    deployment = yaml.safe_load((ROOT / "deploy/k8s/adapter-deployment.yaml").read_text())
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    keep = jobs["ollama-adapter"]["relabel_configs"][0]
+    assert keep["regex"] == deployment["metadata"]["labels"]["app.kubernetes.io/name"]
+
+
+def test_dashboard_shape() -> None:
+    d = dashboard()
+    assert d["uid"] and d["title"] and d["schemaVersion"] >= 36
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids))
+    variables = {v["name"] for v in d["templating"]["list"]}
+    assert {"datasource", "adapter_job", "vllm_job"} <= variables
+    for p in d["panels"]:
+        if p["type"] != "row":
+            assert p["datasource"]["uid"] == "${datasource}"
+            assert p["targets"], p["title"]
+            assert all(t["refId"] for t in p["targets"])
+
+
+def test_dashboard_metrics_exist() -> None:
+    used = {m for e in exprs() for m in re.findall(r"\b(?:ollama_adapter_\w+|vllm:\w+)", e)}
+    adapter = {m for m in used if m.startswith("ollama_adapter_")}
+    vllm = used - adapter
+    assert adapter and vllm
+    assert adapter <= adapter_metric_names(), adapter - adapter_metric_names()
+    assert vllm <= VLLM_METRICS, vllm - VLLM_METRICS
+    for e in exprs():
+        assert e.count("(") == e.count(")"), e
+        assert "[$__rate_interval]" in e or "rate(" not in e
