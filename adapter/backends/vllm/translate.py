@@ -672,6 +672,10 @@ class StreamTranslator:
             self.finish_reason = choice["finish_reason"]
         if chunk.get("usage"):
             self.usage = chunk["usage"]
+        if self._context is not None:
+            ids = choice.get("token_ids")
+            if ids:
+                self._context.extend(ids)
         thinking = None
         if self._completions:
             text = choice.get("text")
@@ -686,10 +690,6 @@ class StreamTranslator:
             if calls:
                 self._add_calls(calls)
             lp = logprobs_out(choice.get("logprobs")) if choice.get("logprobs") else None
-        if self._context is not None:
-            ids = choice.get("token_ids")
-            if ids:
-                self._context.extend(ids)
         if not text and not thinking and not lp:
             if self.timings.first == 0 and self._calls:
                 self.timings.first = time.perf_counter_ns()

@@ -1,0 +1,251 @@
+"""The adapter as a real process in front of the real vLLM server on CPU, driven by the
+official ``ollama`` Python client and by raw HTTP.
+
+The tiny model's text is noise, so these tests check what is real: shapes, counts, finish
+reasons, seeds, schemas, errors and cancellation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import ollama
+import pydantic
+import pytest
+
+from tests.support.adapter_proc import running_adapter
+
+MODEL = "tiny-llm"
+PROMPT = [{"role": "user", "content": "Tell me a long story about the sea."}]
+
+
+@pytest.fixture(scope="module")
+def adapter_url(vllm_url: str) -> Iterator[str]:
+    with running_adapter(vllm_url, env={"MODEL_ALIASES": "llama3.2=tiny-llm"}) as url:
+        yield url
+
+
+@pytest.fixture
+def client(adapter_url: str) -> ollama.Client:
+    return ollama.Client(host=adapter_url, timeout=120)
+
+
+def test_list_shows_the_served_model_and_alias(client: ollama.Client) -> None:
+    names = [m.model for m in client.list().models]
+    assert names == ["tiny-llm:latest", "llama3.2:latest"]
+
+
+def test_chat_not_streaming_with_options(client: ollama.Client) -> None:
+    resp = client.chat(
+        model=MODEL, messages=PROMPT, options={"num_predict": 12, "temperature": 0.7, "seed": 3}
+    )
+    assert resp.message.role == "assistant"
+    assert isinstance(resp.message.content, str)
+    assert resp.done is True
+    assert resp.eval_count is not None and 1 <= resp.eval_count <= 12
+    assert resp.prompt_eval_count and resp.prompt_eval_count > 5
+    if resp.eval_count == 12:
+        assert resp.done_reason == "length"
+    assert resp.total_duration and resp.eval_duration
+
+
+def test_same_seed_same_answer(client: ollama.Client) -> None:
+    opts = {"num_predict": 16, "temperature": 1.0, "seed": 42}
+    first = client.chat(model=MODEL, messages=PROMPT, options=opts).message.content
+    again = client.chat(model="llama3.2", messages=PROMPT, options=opts).message.content
+    assert first == again
+
+
+def test_chat_streaming_counts_once_at_the_end(client: ollama.Client) -> None:
+    parts = list(
+        client.chat(
+            model=MODEL, messages=PROMPT, stream=True, options={"num_predict": 20, "seed": 1}
+        )
+    )
+    assert parts[-1].done is True and parts[-1].done_reason in ("stop", "length")
+    assert all(not p.done for p in parts[:-1])
+    assert all(p.eval_count is None for p in parts[:-1])
+    assert parts[-1].eval_count is not None and parts[-1].eval_count <= 20
+    streamed = "".join(p.message.content or "" for p in parts)
+    whole = client.chat(model=MODEL, messages=PROMPT, options={"num_predict": 20, "seed": 1})
+    assert streamed == whole.message.content
+
+
+def test_generate_streaming_and_not(client: ollama.Client) -> None:
+    resp = client.generate(
+        model=MODEL,
+        prompt="Once upon a time",
+        system="Be brief.",
+        options={"num_predict": 10, "seed": 5},
+    )
+    assert isinstance(resp.response, str) and resp.done
+    assert resp.context and len(resp.context) >= (resp.prompt_eval_count or 0)
+    parts = list(
+        client.generate(
+            model=MODEL,
+            prompt="Once upon a time",
+            system="Be brief.",
+            stream=True,
+            options={"num_predict": 10, "seed": 5},
+        )
+    )
+    assert "".join(p.response for p in parts) == resp.response
+    assert parts[-1].done and parts[-1].context == resp.context
+
+
+def test_raw_generate(client: ollama.Client) -> None:
+    resp = client.generate(
+        model=MODEL, prompt="<|im_start|>user\nhi<|im_end|>\n", raw=True, options={"num_predict": 5}
+    )
+    assert resp.done and resp.eval_count is not None and resp.eval_count <= 5
+    assert resp.context is None
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+def test_structured_output_with_a_pydantic_schema(client: ollama.Client) -> None:
+    resp = client.chat(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Describe a person."}],
+        format=Person.model_json_schema(),
+        options={"num_predict": 200, "seed": 11},
+    )
+    person = Person.model_validate_json(resp.message.content or "")
+    assert isinstance(person.age, int)
+
+
+def test_json_mode(client: ollama.Client) -> None:
+    resp = client.generate(
+        model=MODEL,
+        prompt="A JSON object please",
+        format="json",
+        options={"num_predict": 200, "seed": 2},
+    )
+    if resp.done_reason == "stop":
+        assert isinstance(json.loads(resp.response), dict)
+
+
+def test_unknown_model_is_a_404_response_error(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="no-such-model", messages=PROMPT)
+    assert err.value.status_code == 404
+    assert err.value.error == "model 'no-such-model' not found"
+
+
+def test_too_long_prompt_is_vllms_400(client: ollama.Client) -> None:
+    long = " ".join(["sea"] * 3000)
+    for stream in (False, True):
+        with pytest.raises(ollama.ResponseError) as err:
+            result = client.chat(
+                model=MODEL, messages=[{"role": "user", "content": long}], stream=stream
+            )
+            if stream:
+                list(result)  # type: ignore[arg-type]
+        assert err.value.status_code == 400
+        assert "maximum context length is 512 tokens" in err.value.error
+
+
+def test_load_and_unload(client: ollama.Client) -> None:
+    assert client.generate(model=MODEL).done_reason == "load"
+    assert client.generate(model=MODEL, keep_alive=0).done_reason == "unload"
+    assert client.chat(model=MODEL, messages=[]).done_reason == "load"
+
+
+def test_curl_style_form_body_and_errors(adapter_url: str) -> None:
+    resp = httpx.post(
+        f"{adapter_url}/api/generate",
+        content=json.dumps(
+            {"model": MODEL, "prompt": "hi", "stream": False, "options": {"num_predict": 3}}
+        ),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        timeout=60,
+    )
+    assert resp.status_code == 200 and resp.json()["done"] is True
+    resp = httpx.post(f"{adapter_url}/api/chat", content=b"{nope", timeout=10)
+    assert resp.status_code == 400 and list(resp.json()) == ["error"]
+
+
+def _metric(vllm_url: str, name: str, **labels: str) -> float:
+    text = httpx.get(f"{vllm_url}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+LONG_STORY = {
+    "type": "object",
+    "properties": {"story": {"type": "string", "minLength": 2000}},
+    "required": ["story"],
+}
+
+
+def test_client_disconnect_stops_generation_in_vllm(adapter_url: str, vllm_url: str) -> None:
+    """Streams that lose their client are aborted in vLLM: none keeps running, and far fewer
+    tokens are generated, and far fewer requests finish, than without cancellation.
+
+    A schema that needs a 2,000-character string keeps the random model from ending early
+    on its own, so without cancellation every stream would run to ``num_predict`` and count
+    as finished. On two busy cores a stream can still finish before its client has read the
+    first line, so a few finished requests are tolerated; none would be cancelled if
+    cancellation were broken.
+    """
+    streams = 16
+    asked = 480
+    warm = {"model": MODEL, "messages": PROMPT, "stream": False, "format": LONG_STORY}
+    httpx.post(f"{adapter_url}/api/chat", json={**warm, "options": {"num_predict": 4}}, timeout=60)
+    finished_before = _metric(vllm_url, "vllm:request_success_total")
+    tokens_before = _metric(vllm_url, "vllm:generation_tokens_total")
+    firsts: list[dict[str, object]] = []
+
+    def one(i: int) -> None:
+        body = {
+            "model": MODEL,
+            "messages": PROMPT,
+            "options": {"num_predict": asked, "seed": 100 + i, "temperature": 1.0},
+            "format": LONG_STORY,
+        }
+        with (
+            httpx.Client(timeout=60) as c,
+            c.stream("POST", f"{adapter_url}/api/chat", json=body) as resp,
+        ):
+            firsts.append(json.loads(next(resp.iter_lines())))
+        # leaving the block closes the connection right after the first line
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    closed_at = time.monotonic()
+    assert len(firsts) == streams and all(f["done"] is False for f in firsts)
+    running = None
+    while time.monotonic() - closed_at < 5:
+        running = _metric(vllm_url, "vllm:num_requests_running")
+        if running == 0:
+            break
+        time.sleep(0.02)
+    assert running == 0
+    time.sleep(0.3)  # let the counters settle
+    assert _metric(vllm_url, "vllm:request_success_total") - finished_before <= streams // 4
+    generated = _metric(vllm_url, "vllm:generation_tokens_total") - tokens_before
+    assert generated < streams * asked / 2
+
+
+def test_metrics_endpoint_counts(adapter_url: str) -> None:
+    text = httpx.get(f"{adapter_url}/metrics", timeout=10).text
+    assert re.search(
+        r'ollama_adapter_requests_total\{endpoint="/api/chat",status="200"\} [1-9]', text
+    )
+    assert 'ollama_adapter_tokens_total{backend="vllm",kind="completion"}' in text
