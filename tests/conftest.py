@@ -1,6 +1,16 @@
-"""Session fixtures shared by the live suites (integration, clients): real vLLM servers on
-CPU, started once per session and only when a test asks for them, and the adapter as a real
-process in front of them."""
+"""Session fixtures shared by the live suites (integration, clients).
+
+- ``vllm_url``: base URL (``http://127.0.0.1:PORT``, no ``/v1``) of a real vLLM chat server on
+  CPU serving ``tiny-llm`` (max_model_len 512, hermes tool parser, xgrammar structured outputs).
+- ``vllm_reasoning_url``: the same model with ``--reasoning-parser qwen3``.
+- ``vllm_embed_url``: the tiny model as an embedding model, served as ``tiny-embed``.
+- ``live_adapter``: the adapter as a real process in front of the chat and embedding servers.
+
+Each server is started once per test session, only if a selected test uses it, and stopped at
+the end. All the servers the session needs are launched together at its first test, so their
+start-ups overlap. Set ``VLLM_TEST_URL`` / ``VLLM_TEST_REASONING_URL`` / ``VLLM_TEST_EMBED_URL``
+to use servers that are already running instead (e.g. ``scripts/serve-vllm-cpu.sh``).
+"""
 
 from __future__ import annotations
 
@@ -9,29 +19,60 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.adapter_proc import running_adapter
-from tests.support.vllm_cpu import running_server
+from tests.support.vllm_cpu import (
+    ServerKind,
+    VllmServer,
+    ensure_setup,
+    external_url,
+    launch_server,
+    running_server,
+)
 
 LIVE_ALIASES = "llama3.2=tiny-llm"
 
+_FIXTURE_KIND: dict[str, ServerKind] = {
+    "vllm_url": "chat",
+    "vllm_reasoning_url": "reasoning",
+    "vllm_embed_url": "embed",
+}
+
 
 @pytest.fixture(scope="session")
-def vllm_url() -> Iterator[str]:
-    """A vLLM chat server serving ``tiny-llm`` (hermes tools, xgrammar structured outputs)."""
-    with running_server("chat") as url:
+def _vllm_launched(request: pytest.FixtureRequest) -> Iterator[dict[ServerKind, VllmServer]]:
+    """Launch (without waiting) every vLLM server the selected tests need."""
+    needed: set[ServerKind] = set()
+    for item in request.session.items:
+        for name in getattr(item, "fixturenames", ()):
+            kind = _FIXTURE_KIND.get(name)
+            if kind is not None and external_url(kind) is None:
+                needed.add(kind)
+    launched: dict[ServerKind, VllmServer] = {}
+    if needed:
+        ensure_setup()
+    try:
+        for kind in sorted(needed, key=list(_FIXTURE_KIND.values()).index):
+            launched[kind] = launch_server(kind, setup=False)
+        yield launched
+    finally:
+        for server in launched.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_url(_vllm_launched: dict[ServerKind, VllmServer]) -> Iterator[str]:
+    with running_server("chat", launched=_vllm_launched.get("chat")) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def vllm_reasoning_url() -> Iterator[str]:
-    """The same model with ``--reasoning-parser qwen3``."""
-    with running_server("reasoning") as url:
+def vllm_reasoning_url(_vllm_launched: dict[ServerKind, VllmServer]) -> Iterator[str]:
+    with running_server("reasoning", launched=_vllm_launched.get("reasoning")) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def vllm_embed_url() -> Iterator[str]:
-    """The tiny model as a pooling (embedding) model, served as ``tiny-embed``."""
-    with running_server("embed") as url:
+def vllm_embed_url(_vllm_launched: dict[ServerKind, VllmServer]) -> Iterator[str]:
+    with running_server("embed", launched=_vllm_launched.get("embed")) as url:
         yield url
 
 

@@ -7,11 +7,11 @@ import contextlib
 from collections.abc import AsyncIterable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from adapter.backends.vllm.translate import dumps
 from adapter.errors import OllamaError
 
 T = TypeVar("T")
@@ -30,7 +30,7 @@ class ByteStream(Protocol):
 
 def json_response(obj: Any, status: int = 200) -> Response:
     """A JSON body serialised with orjson, with the content type Ollama sends."""
-    return Response(orjson.dumps(obj), status_code=status, media_type=JSON_TYPE)
+    return Response(dumps(obj), status_code=status, media_type=JSON_TYPE)
 
 
 def error_response(status: int, message: str) -> Response:

@@ -241,3 +241,19 @@ def test_load_and_unload_answers() -> None:
     assert t.load_response("m", chat=True, unload=False)["done_reason"] == "load"
     out = t.load_response("m", chat=False, unload=True)
     assert out["done_reason"] == "unload" and out["response"] == "" and out["done"] is True
+
+
+def test_tool_arguments_keep_big_integers_and_survive_lone_surrogates() -> None:
+    big = 5955212961625810519337140635668626
+    calls = t.tool_calls_out(
+        [{"id": "a", "function": {"name": "f", "arguments": f'{{"n": {big}, "s": "x\\ud83d"}}'}}]
+    )
+    assert calls[0]["function"]["arguments"] == {"n": big, "s": "x\ufffd"}
+    line = orjson.loads(t.dumps({"message": {"tool_calls": calls}}))
+    assert line["message"]["tool_calls"][0]["function"]["arguments"]["s"] == "x\ufffd"
+    assert str(big) in t.dumps(calls).decode()
+
+
+def test_stream_events_with_lone_surrogates_are_read() -> None:
+    event = t.loads_lenient(b'{"choices": [{"delta": {"content": "a\\udc00b"}}]}')
+    assert event["choices"][0]["delta"]["content"] == "a\ufffdb"

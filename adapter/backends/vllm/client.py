@@ -228,17 +228,39 @@ class VLLMBackend:
             req, entry.served, stream=stream, max_model_len=entry.max_model_len
         )
         completions = path == "/v1/completions"
+        context: bool | list[int] = not completions
+        if translate.uses_context(req):
+            context = await self._continuation_prompt(req, body)
+            path, completions = "/v1/completions", True
+            body = translate.continuation_body(
+                req, entry.served, context, stream=stream, max_model_len=entry.max_model_len
+            )
         if stream:
             translator = StreamTranslator(
-                req.model, timings, chat=False, completions=completions, context=not completions
+                req.model, timings, chat=False, completions=completions, context=context
             )
             return await self._relay(path, body, req.model, translator)
         timings.sent = time.perf_counter_ns()
         resp = await self.post(path, body, model=req.model)
         timings.finish(resp)
         out = translate.generate_response(resp, req.model, timings, completions=completions)
+        if isinstance(context, list):
+            choice = (resp.get("choices") or [{}])[0]
+            out["context"] = context + list(choice.get("token_ids") or [])
         self._metrics.count_tokens(self.name, out)
         return out
+
+    async def _continuation_prompt(self, req: GenerateRequest, body: dict[str, Any]) -> list[int]:
+        """The earlier answer's ``context`` followed by the new turn as vLLM templates it."""
+        tokenize: dict[str, Any] = {
+            "model": body["model"],
+            "messages": body["messages"],
+            "add_generation_prompt": True,
+        }
+        if "chat_template_kwargs" in body:
+            tokenize["chat_template_kwargs"] = body["chat_template_kwargs"]
+        resp = await self.post("/tokenize", tokenize, model=req.model)
+        return [*(req.context or []), *resp["tokens"]]
 
     async def _relay(
         self, path: str, body: dict[str, Any], model: str, translator: StreamTranslator
@@ -266,7 +288,7 @@ class NDJSONRelay:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         translator = self._translator
         feed = translator.feed
-        loads = orjson.loads
+        loads = translate.loads_lenient
         buf = b""
         finished = False
         try:
@@ -296,7 +318,7 @@ class NDJSONRelay:
             err = self._backend._transport_error(exc)
             yield translate.error_line(err.message)
             return
-        except orjson.JSONDecodeError:
+        except ValueError:
             yield translate.error_line("vLLM sent a malformed stream event")
             return
         except Exception as exc:  # the stream has started: an error line is all that is left

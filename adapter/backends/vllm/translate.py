@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import secrets
 import string
@@ -59,6 +60,36 @@ def upstream_call_id() -> str:
 def ollama_call_id() -> str:
     """A tool-call id in Ollama's own form, ``call_`` and 8 lowercase alphanumerics."""
     return "call_" + "".join(secrets.choice(_LOWER_ALNUM) for _ in range(8))
+
+
+# --------------------------------------------------------------------------- JSON
+
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|(?<![0-9a-fA-F]{4})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def loads_lenient(data: bytes | str, *, exact: bool = False) -> Any:
+    """``orjson.loads``, falling back where orjson is stricter than JSON itself: lone UTF-16
+    surrogate escapes (made U+FFFD), which a model's text can contain. ``exact`` uses the
+    stdlib parser first, which keeps integers beyond 64 bits (orjson makes them floats):
+    models writing JSON under a schema produce such numbers in tool arguments."""
+    raw = data.encode() if isinstance(data, str) else data
+    if exact:
+        return json.loads(_LONE_SURROGATE.sub(rb"\\ufffd", raw))
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return orjson.loads(_LONE_SURROGATE.sub(rb"\\ufffd", raw))
+
+
+def dumps(obj: Any) -> bytes:
+    """``orjson.dumps``, with the stdlib as fallback for what orjson refuses (integers beyond
+    64 bits)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 # --------------------------------------------------------------------------- options
@@ -392,6 +423,19 @@ def generate_body(
     return "/v1/chat/completions", body
 
 
+def uses_context(req: GenerateRequest) -> bool:
+    """A templated generate that continues an earlier answer's ``context`` (token ids)."""
+    return bool(req.context) and not generate_uses_completions(req) and not req.images
+
+
+def continuation_body(
+    req: GenerateRequest, served: str, prompt: list[int], *, stream: bool, max_model_len: int | None
+) -> dict[str, Any]:
+    """``/v1/completions`` over token ids: the earlier ``context`` and the new templated turn."""
+    body: dict[str, Any] = {"model": served, "prompt": prompt, "return_token_ids": True}
+    return _common(req, body, stream=stream, max_model_len=max_model_len, completions=True)
+
+
 # --------------------------------------------------------------------------- responses
 
 
@@ -444,9 +488,9 @@ def tool_calls_out(calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         arguments: Any
         if isinstance(raw, str):
             try:
-                arguments = orjson.loads(raw) if raw.strip() else {}
-            except orjson.JSONDecodeError:
-                arguments = {}
+                arguments = loads_lenient(raw, exact=True) if raw.strip() else {}
+            except ValueError:
+                arguments = {"arguments": raw}
         else:
             arguments = raw or {}
         if not isinstance(arguments, dict):
@@ -640,8 +684,10 @@ class StreamTranslator:
         *,
         chat: bool,
         completions: bool = False,
-        context: bool = False,
+        context: bool | list[int] = False,
     ) -> None:
+        """``context``: collect the prompt's and the answer's token ids for the last line,
+        starting from the given ids when it is a list (a prompt sent as token ids)."""
         self.model = model
         self.timings = timings
         self._chat = chat
@@ -649,7 +695,9 @@ class StreamTranslator:
         self._prefix = b'{"model":' + _dumps(model) + b',"created_at":"'
         self._mid = _CHAT_MID if chat else _GEN_MID
         self._calls: dict[int, list[Any]] = {}
-        self._context: list[int] | None = [] if context else None
+        self._context: list[int] | None = (
+            list(context) if isinstance(context, list) else [] if context else None
+        )
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
 
@@ -730,17 +778,8 @@ class StreamTranslator:
                 for cid, name, args in (self._calls[i] for i in sorted(self._calls))
             ]
             message = {"role": "assistant", "content": "", "tool_calls": tool_calls_out(calls)}
-            out += (
-                _dumps(
-                    {
-                        "model": self.model,
-                        "created_at": created_at(),
-                        "message": message,
-                        "done": False,
-                    }
-                )
-                + b"\n"
-            )
+            line = {"model": self.model, "created_at": created_at(), "message": message}
+            out += dumps({**line, "done": False}) + b"\n"
         last: dict[str, Any] = {"model": self.model, "created_at": created_at()}
         if self._chat:
             last["message"] = {"role": "assistant", "content": ""}

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites (the real vLLM server on CPU)."""
