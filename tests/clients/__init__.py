@@ -1,0 +1,1 @@
+"""The real client packages against a live adapter in front of the real vLLM server on CPU."""
