@@ -38,7 +38,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check adapter tests benchmarks
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 bench: setup
