@@ -249,3 +249,38 @@ def test_metrics_endpoint_counts(adapter_url: str) -> None:
         r'ollama_adapter_requests_total\{endpoint="/api/chat",status="200"\} [1-9]', text
     )
     assert 'ollama_adapter_tokens_total{backend="vllm",kind="completion"}' in text
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+def test_images_to_a_text_only_model_get_a_clear_error(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(
+            model=MODEL, messages=[{"role": "user", "content": "What is this?", "images": [PNG]}]
+        )
+    assert err.value.status_code == 400
+    assert err.value.error == f'"{MODEL}" does not support images: vLLM serves it as a text model'
+
+
+@pytest.fixture(scope="module")
+def thinking_client(vllm_reasoning_url: str) -> Iterator[ollama.Client]:
+    env = {"MODEL_CAPABILITIES": "tiny-llm=thinking"}
+    with running_adapter(vllm_reasoning_url, env=env) as url:
+        yield ollama.Client(host=url, timeout=120)
+
+
+def test_think_switches_the_reasoning_parser_output(thinking_client: ollama.Client) -> None:
+    """With ``--reasoning-parser qwen3`` a random model never closes ``<think>``, so with
+    thinking on everything it writes is reasoning (``thinking``), and with it off, content."""
+    opts = {"num_predict": 12, "seed": 4}
+    on = thinking_client.chat(model=MODEL, messages=PROMPT, think=True, options=opts)
+    assert on.message.thinking and not on.message.content
+    off = thinking_client.chat(model=MODEL, messages=PROMPT, think=False, options=opts)
+    assert off.message.content and not off.message.thinking
+    parts = list(
+        thinking_client.chat(model=MODEL, messages=PROMPT, think=True, stream=True, options=opts)
+    )
+    assert "".join(p.message.thinking or "" for p in parts) == on.message.thinking
+    shown = thinking_client.show(MODEL)
+    assert shown.capabilities is not None and "thinking" in shown.capabilities

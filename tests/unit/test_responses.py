@@ -257,3 +257,15 @@ def test_tool_arguments_keep_big_integers_and_survive_lone_surrogates() -> None:
 def test_stream_events_with_lone_surrogates_are_read() -> None:
     event = t.loads_lenient(b'{"choices": [{"delta": {"content": "a\\udc00b"}}]}')
     assert event["choices"][0]["delta"]["content"] == "a\ufffdb"
+
+
+def test_images_to_a_text_model_and_tools_without_a_parser_say_so() -> None:
+    body = b'{"error":{"message":"tiny-llm is not a multimodal model","type":"BadRequestError","param":null,"code":400}}'
+    err = t.upstream_error(400, body, "llama3.2")
+    assert (err.status, err.message) == (
+        400,
+        '"llama3.2" does not support images: vLLM serves it as a text model',
+    )
+    body = b'{"error":{"message":"\\"auto\\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set","code":400}}'
+    err = t.upstream_error(400, body, "m")
+    assert err.status == 400 and err.message.startswith('"m" does not support tools')

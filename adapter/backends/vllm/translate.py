@@ -637,6 +637,12 @@ def upstream_error(status: int, body: bytes, model: str | None) -> OllamaError:
     message = upstream_error_message(body)
     if status == 404 and model is not None and "does not exist" in message:
         return OllamaError(404, f"model '{model}' not found")
+    if status == 400 and model is not None and "is not a multimodal model" in message:
+        return OllamaError(
+            400, f'"{model}" does not support images: vLLM serves it as a text model'
+        )
+    if status == 400 and model is not None and "tool choice requires" in message:
+        return OllamaError(400, f'"{model}" does not support tools: {message}')
     if status in (401, 403):
         return OllamaError(
             502, f"vLLM refused the adapter's credentials (check VLLM_API_KEY): {message}"
