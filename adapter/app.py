@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -50,15 +49,13 @@ CORS_HEADERS = [
 ]
 
 
-def create_app(
-    settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
-) -> FastAPI:
-    """Build the app; ``transport`` replaces the upstream network (tests only)."""
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app: routes, middleware, error handlers; backends open in the lifespan."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState.build(settings, transport=transport)
+        state = AppState.build(settings)
         app.state.adapter = state
         log.info("adapter ready, vLLM at %s", settings.vllm_url)
         try:

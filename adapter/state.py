@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
-import httpx
-
 from adapter.backends.base import ModelEntry
 from adapter.backends.ollama import OllamaBackend
 from adapter.backends.vllm import VLLMBackend
@@ -37,17 +35,15 @@ class AppState:
     version: str = field(default_factory=_adapter_version)
 
     @classmethod
-    def build(
-        cls, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-    ) -> AppState:
+    def build(cls, settings: Settings) -> AppState:
         metrics = Metrics()
         vllm = [
-            VLLMBackend("vllm" if i == 0 else f"vllm-{i + 1}", url, settings, metrics, transport)
+            VLLMBackend("vllm" if i == 0 else f"vllm-{i + 1}", url, settings, metrics)
             for i, url in enumerate(settings.vllm_urls)
         ]
         ollama = None
         if settings.vision_ollama_url:
-            ollama = OllamaBackend(settings.vision_ollama_url, settings, metrics, transport)
+            ollama = OllamaBackend(settings.vision_ollama_url, settings, metrics)
         router = Router(vllm, ollama, settings.model_aliases, settings.model_capabilities)
         return cls(settings, metrics, vllm, ollama, router)
 

@@ -2,7 +2,9 @@
 
 Every answer starts from a fixture in ../shared/fixtures/vllm-0.32.0-cpu, so its shape is
 what vLLM really sends; tests change only the values they are about (content, deltas,
-finish reasons). It runs in-process as an ``httpx`` transport and records each request.
+finish reasons). It is a real HTTP server on 127.0.0.1 (aiohttp), one port per named host
+("vllm", "embed", "vision", ...), so the adapter's own HTTP client and connection pool are
+exercised; handlers describe answers as ``httpx.Response`` objects, which the server sends.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import httpx
 import orjson
+from aiohttp import web
 
 from tests import fixtures
 
@@ -90,8 +93,11 @@ class FakeVLLM:
     chunk_size: int = 64
     """SSE bytes per transport read, to exercise line reassembly."""
     stream_delay: float = 0.0
-    down: bool = False
     cancelled: int = 0
+    served_by_host: dict[str, list[str]] = field(default_factory=dict)
+    """Per-host served names (overrides ``served`` for that host)."""
+    _runners: dict[str, web.AppRunner] = field(default_factory=dict)
+    _urls: dict[str, str] = field(default_factory=dict)
     embedding_models: list[str] = field(default_factory=list)
     """Served names that answer ``/v1/embeddings`` (a pooling server in real life)."""
     ollama_models: list[str] = field(
@@ -104,15 +110,68 @@ class FakeVLLM:
         """The body of the last POST."""
         return self.requests[-1][1]
 
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self._handle)
+    async def url(self, host: str = "vllm") -> str:
+        """The base URL of the fake ``host``, started on first use."""
+        if host not in self._urls:
+            app = web.Application()
+
+            async def serve(request: web.Request, host: str = host) -> web.StreamResponse:
+                return await self._serve(host, request)
+
+            app.router.add_route("*", "/{tail:.*}", serve)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = runner.addresses[0][1]
+            self._runners[host] = runner
+            self._urls[host] = f"http://127.0.0.1:{port}"
+        return self._urls[host]
+
+    async def stop(self, host: str | None = None) -> None:
+        """Stop one host (it then refuses connections) or all of them."""
+        for name in [host] if host else list(self._runners):
+            runner = self._runners.pop(name, None)
+            if runner is not None:
+                await runner.cleanup()
+
+    async def _serve(self, host: str, request: web.Request) -> web.StreamResponse:
+        content = await request.read()
+        req = httpx.Request(
+            request.method,
+            f"http://{host}{request.path_qs}",
+            headers=request.headers.items(),
+            content=content,
+        )
+        answer = await self._handle(req)
+        body_stream = answer.extensions.get("fake_stream")
+        if body_stream is None:
+            return web.Response(
+                status=answer.status_code,
+                body=answer.content,
+                headers={"Content-Type": answer.headers.get("content-type", "application/json")},
+            )
+        resp = web.StreamResponse(status=answer.status_code)
+        resp.content_type = answer.headers.get("content-type", "text/event-stream").split(";")[0]
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            async for piece in body_stream:
+                await resp.write(piece)
+        except httpx.RemoteProtocolError:
+            assert request.transport is not None
+            request.transport.close()  # die mid-stream, as a crashed server would
+            return resp
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.cancelled += 1
+            raise
+        await resp.write_eof()
+        return resp
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
-        if self.down:
-            raise httpx.ConnectError("Connection refused", request=request)
         body: dict[str, Any] = orjson.loads(request.content) if request.content else {}
         self.requests.append((request.url.path, body))
-        if request.url.host == "vision.test":
+        if request.url.host == "vision":
             return self._ollama(request.url.path, body)
         if self.handler is not None:
             custom = self.handler(request, body)
@@ -124,12 +183,12 @@ class FakeVLLM:
                 return httpx.Response(404, content=b'{"detail":"Not Found"}')
             return httpx.Response(200, content=orjson.dumps(embeddings_answer(body)))
         if path == "/v1/models":
-            return httpx.Response(200, content=self.models_json())
+            return httpx.Response(200, content=self.models_json(request.url.host))
         if path == "/health":
             return httpx.Response(200)
         if path in ("/v1/chat/completions", "/v1/completions"):
             model = body.get("model")
-            if model not in self.served:
+            if model not in self.served_by_host.get(request.url.host, self.served):
                 status, content = error_body("err_unknown_model.json")
                 return httpx.Response(
                     status, content=content.replace(b"no-such-model", str(model).encode())
@@ -178,11 +237,11 @@ class FakeVLLM:
             )
         return httpx.Response(404, content=b"404 page not found")
 
-    def models_json(self) -> bytes:
+    def models_json(self, host: str = "vllm") -> bytes:
         data = fixtures.load("models.json")
         card = data["data"][0]
         data["data"] = []
-        for name in self.served:
+        for name in self.served_by_host.get(host, self.served):
             c = copy.deepcopy(card)
             c["id"] = name
             c["max_model_len"] = self.max_model_len
@@ -195,18 +254,18 @@ class FakeVLLM:
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
-            try:
-                for i in range(0, len(payload), fake.chunk_size):
-                    piece = payload[i : i + fake.chunk_size]
-                    if die_after is not None and sent + len(piece) > die_after:
-                        yield piece[: die_after - sent]
-                        raise httpx.RemoteProtocolError("peer closed connection")
-                    sent += len(piece)
-                    if fake.stream_delay:
-                        await asyncio.sleep(fake.stream_delay)
-                    yield piece
-            except (asyncio.CancelledError, GeneratorExit):
-                fake.cancelled += 1
-                raise
+            for i in range(0, len(payload), fake.chunk_size):
+                piece = payload[i : i + fake.chunk_size]
+                if die_after is not None and sent + len(piece) > die_after:
+                    yield piece[: die_after - sent]
+                    raise httpx.RemoteProtocolError("peer closed connection")
+                sent += len(piece)
+                if fake.stream_delay:
+                    await asyncio.sleep(fake.stream_delay)
+                yield piece
 
-        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            extensions={"fake_stream": body()},
+        )

@@ -6,12 +6,12 @@ import logging
 import time
 from typing import Any
 
-import httpx
 import orjson
 
-from adapter.backends.passthrough import RawRelay, forward
+from adapter.backends.upstream import RawRelay, Upstream, forward
+from adapter.backends.vllm.translate import error_line
 from adapter.config import Settings
-from adapter.errors import OllamaError, UpstreamUnavailable
+from adapter.errors import OllamaError
 from adapter.metrics import Metrics
 
 log = logging.getLogger("adapter.ollama")
@@ -20,50 +20,33 @@ log = logging.getLogger("adapter.ollama")
 class OllamaBackend:
     """Serves the models a real Ollama has (llava, nomic-embed-text) by passing requests on."""
 
-    def __init__(
-        self,
-        url: str,
-        settings: Settings,
-        metrics: Metrics,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, url: str, settings: Settings, metrics: Metrics) -> None:
         self.name = "ollama"
         self.url = url
-        self._metrics = metrics
         self._cache_ttl = settings.models_cache_ttl
         self._models: list[dict[str, Any]] | None = None
         self._models_at = 0.0
-        self.client = httpx.AsyncClient(
-            base_url=url,
-            timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
-            limits=httpx.Limits(max_connections=settings.max_connections),
-            transport=transport,
-            trust_env=False,
+        self.upstream = Upstream(
+            "Ollama",
+            url,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.request_timeout,
+            max_connections=settings.max_connections,
+            on_error=lambda kind: metrics.upstream_errors.labels("ollama", kind).inc(),
         )
 
     async def aclose(self) -> None:
-        await self.client.aclose()
-
-    def _error(self, exc: httpx.HTTPError) -> OllamaError:
-        self._metrics.upstream_errors.labels(self.name, type(exc).__name__).inc()
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return UpstreamUnavailable(503, f"Ollama at {self.url} is unreachable: {exc}")
-        if isinstance(exc, httpx.TimeoutException):
-            return UpstreamUnavailable(504, f"Ollama at {self.url} did not answer in time")
-        return UpstreamUnavailable(502, f"connection to Ollama at {self.url} failed: {exc!r}")
+        await self.upstream.aclose()
 
     async def models(self, *, refresh: bool = False) -> list[dict[str, Any]]:
         """Ollama's ``/api/tags`` models, cached like vLLM's list."""
         max_age = 0.5 if refresh else self._cache_ttl
         if self._models is not None and time.monotonic() - self._models_at < max_age:
             return self._models
-        try:
-            resp = await self.client.get("/api/tags")
-        except httpx.HTTPError as exc:
-            raise self._error(exc) from None
-        if resp.status_code != 200:
-            raise OllamaError(502, f"Ollama at {self.url} answered {resp.status_code} to /api/tags")
-        models = orjson.loads(resp.content).get("models") or []
+        status, content = await self.upstream.fetch("GET", "/api/tags")
+        if status != 200:
+            raise OllamaError(502, f"Ollama at {self.url} answered {status} to /api/tags")
+        models = orjson.loads(content).get("models") or []
         self._models = [
             m for m in models if isinstance(m, dict) and (m.get("model") or m.get("name"))
         ]
@@ -76,5 +59,5 @@ class OllamaBackend:
         """Send the client's request on; answer the status, content type and body (or a relay)."""
         content = orjson.dumps(body) if isinstance(body, dict) else body
         return await forward(
-            self.client, method, path, content, stream=stream, on_error=self._error
+            self.upstream, method, path, content, stream=stream, error_line=error_line
         )

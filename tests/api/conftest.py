@@ -1,4 +1,4 @@
-"""The app in-process against the fake vLLM."""
+"""The app in-process (ASGI) against the fake vLLM, a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,24 +13,32 @@ from tests.fake_vllm import FakeVLLM
 
 
 @pytest.fixture
-def fake() -> FakeVLLM:
-    return FakeVLLM()
+async def fake() -> AsyncIterator[FakeVLLM]:
+    upstream = FakeVLLM()
+    yield upstream
+    await upstream.stop()
 
 
 @pytest.fixture
-def settings() -> Settings:
+async def settings(fake: FakeVLLM) -> Settings:
     return Settings(
-        vllm_url="http://vllm.test:8000",
+        vllm_url=await fake.url(),
         model_aliases="llama3.2=tiny-llm",
         probe_capabilities=False,
     )
 
 
-@pytest.fixture
-async def client(fake: FakeVLLM, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, transport=fake.transport())
+async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to a fresh app built from ``settings``."""
+    app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://adapter") as c,
     ):
+        yield c
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in serve(settings):
         yield c

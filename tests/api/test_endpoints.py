@@ -10,9 +10,9 @@ import httpx
 import orjson
 import pytest
 
-from adapter.app import create_app
 from adapter.config import Settings
 from tests import fixtures
+from tests.api.conftest import serve
 from tests.fake_vllm import FakeVLLM, chat_chunk, error_body, sse, usage_chunk
 
 CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}
@@ -228,20 +228,17 @@ async def test_vllm_400s_come_back_readable(
 async def test_vllm_down_is_a_fast_503_naming_the_upstream(
     client: httpx.AsyncClient, fake: FakeVLLM
 ) -> None:
-    fake.down = True
+    url = await fake.url()
+    await fake.stop()
     for path, payload in (("/api/tags", None), ("/api/chat", CHAT)):
         resp = await (client.get(path) if payload is None else client.post(path, json=payload))
         assert resp.status_code == 503
-        assert "http://vllm.test:8000" in resp.json()["error"]
+        assert url in resp.json()["error"]
 
 
 async def test_real_unreachable_upstream_fails_fast() -> None:
     settings = Settings(vllm_url="http://127.0.0.1:9", connect_timeout=2)
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
-    ):
+    async for c in serve(settings):
         start = time.monotonic()
         resp = await c.post("/api/chat", json=CHAT)
         assert time.monotonic() - start < 10
@@ -331,13 +328,7 @@ async def test_api_key_is_sent_upstream_as_bearer(fake: FakeVLLM) -> None:
         seen.append(req.headers.get("authorization"))
 
     fake.handler = capture
-    app = create_app(
-        Settings(vllm_url="http://v:1", vllm_api_key="s3cret"), transport=fake.transport()
-    )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
-    ):
+    async for c in serve(Settings(vllm_url=await fake.url(), vllm_api_key="s3cret")):
         await c.post("/api/chat", json={**CHAT, "stream": False})
     assert seen and all(h == "Bearer s3cret" for h in seen)
 

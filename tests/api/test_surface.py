@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from adapter.app import create_app
 from adapter.config import Settings
+from tests.api.conftest import serve
 from tests.fake_vllm import FakeVLLM
 
 CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}
@@ -22,24 +22,13 @@ CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}
 async def two_servers(fake: FakeVLLM) -> AsyncIterator[httpx.AsyncClient]:
     """A generating vLLM, an embedding vLLM and a Vision Ollama, probed as in production."""
     fake.embedding_models = ["tiny-embed"]
-    real = fake._handle
-
-    async def route(request: httpx.Request) -> httpx.Response:
-        # The embedding server serves only tiny-embed, the other only tiny-llm.
-        if request.url.path == "/v1/models":
-            fake.served = ["tiny-embed"] if request.url.host == "embed.test" else ["tiny-llm"]
-        return await real(request)
-
+    fake.served_by_host = {"gen": ["tiny-llm"], "embed": ["tiny-embed"]}
     settings = Settings(
-        vllm_url="http://gen.test:8000,http://embed.test:8000",
-        vision_ollama_url="http://vision.test:11434",
+        vllm_url=f"{await fake.url('gen')},{await fake.url('embed')}",
+        vision_ollama_url=await fake.url("vision"),
         model_capabilities="tiny-llm=thinking",
     )
-    app = create_app(settings, transport=httpx.MockTransport(route))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://adapter") as c,
-    ):
+    async for c in serve(settings):
         yield c
 
 
@@ -175,14 +164,8 @@ async def test_cors_allows_local_and_app_origins(client: httpx.AsyncClient) -> N
 
 
 async def test_cors_origins_setting(fake: FakeVLLM) -> None:
-    app = create_app(
-        Settings(vllm_url="http://v:1", cors_origins="https://notes.example"),
-        transport=fake.transport(),
-    )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
-    ):
+    settings = Settings(vllm_url=await fake.url(), cors_origins="https://notes.example")
+    async for c in serve(settings):
         resp = await c.get("/api/version", headers={"Origin": "https://notes.example"})
         assert resp.headers["access-control-allow-origin"] == "https://notes.example"
 
@@ -275,25 +258,17 @@ async def test_vision_ollama_models_pass_through_untouched(
 
 async def test_health_lists_every_backend(two_servers: httpx.AsyncClient) -> None:
     body = (await two_servers.get("/health")).json()
-    assert [u["url"] for u in body["vllm"]] == ["http://gen.test:8000", "http://embed.test:8000"]
+    assert [u["reachable"] for u in body["vllm"]] == [True, True]
+    assert [u["models"] for u in body["vllm"]] == [["tiny-llm"], ["tiny-embed"]]
     assert body["ollama"]["reachable"] is True
 
 
 async def test_one_backend_down_leaves_the_others_listed(fake: FakeVLLM) -> None:
-    async def route(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "vision.test":
-            raise httpx.ConnectError("refused", request=request)
-        return await fake._handle(request)
-
+    vision = await fake.url("vision")
+    await fake.stop("vision")
     settings = Settings(
-        vllm_url="http://gen.test:1",
-        vision_ollama_url="http://vision.test:2",
-        probe_capabilities=False,
+        vllm_url=await fake.url(), vision_ollama_url=vision, probe_capabilities=False
     )
-    app = create_app(settings, transport=httpx.MockTransport(route))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
-    ):
+    async for c in serve(settings):
         models = (await c.get("/api/tags")).json()["models"]
         assert [m["model"] for m in models] == ["tiny-llm:latest"]

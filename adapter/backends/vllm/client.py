@@ -8,16 +8,16 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from adapter.api.schemas import ChatRequest, GenerateRequest
 from adapter.backends.base import ModelEntry
-from adapter.backends.passthrough import RawRelay, forward, sse_error
+from adapter.backends.upstream import TRANSPORT_ERRORS, RawRelay, Upstream, forward
 from adapter.backends.vllm import translate
 from adapter.backends.vllm.translate import StreamTranslator, Timings
 from adapter.config import Settings
-from adapter.errors import OllamaError, UpstreamUnavailable
+from adapter.errors import OllamaError
 from adapter.metrics import Metrics
 
 log = logging.getLogger("adapter.vllm")
@@ -26,34 +26,23 @@ log = logging.getLogger("adapter.vllm")
 class VLLMBackend:
     """Serves Ollama chat and generate requests from a vLLM server."""
 
-    def __init__(
-        self,
-        name: str,
-        url: str,
-        settings: Settings,
-        metrics: Metrics,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, name: str, url: str, settings: Settings, metrics: Metrics) -> None:
         self.name = name
         self.url = url
         self._metrics = metrics
         self._probe = settings.probe_capabilities
         self.features: frozenset[str] | None = None
-        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        headers = {}
         if settings.vllm_api_key is not None:
             headers["Authorization"] = f"Bearer {settings.vllm_api_key.get_secret_value()}"
-        self._timeout = settings.request_timeout
-        self.client = httpx.AsyncClient(
-            base_url=self.url,
+        self.upstream = Upstream(
+            "vLLM",
+            url,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.request_timeout,
+            max_connections=settings.max_connections,
             headers=headers,
-            timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_connections,
-                keepalive_expiry=30.0,
-            ),
-            transport=transport,
-            trust_env=False,
+            on_error=lambda kind: metrics.upstream_errors.labels(name, kind).inc(),
         )
         self._cache_ttl = settings.models_cache_ttl
         self._models: list[dict[str, Any]] | None = None
@@ -61,42 +50,16 @@ class VLLMBackend:
         self._models_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.upstream.aclose()
 
     # ------------------------------------------------------------------ transport
 
-    def _transport_error(self, exc: httpx.HTTPError) -> OllamaError:
-        self._metrics.upstream_errors.labels(self.name, type(exc).__name__).inc()
-        if isinstance(exc, httpx.TimeoutException) and not isinstance(
-            exc, httpx.ConnectTimeout | httpx.PoolTimeout
-        ):
-            return UpstreamUnavailable(
-                504, f"vLLM at {self.url} did not answer within {self._timeout:g}s"
-            )
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return UpstreamUnavailable(
-                503, f"vLLM at {self.url} is unreachable: {exc or 'connect failed'}"
-            )
-        if isinstance(exc, httpx.PoolTimeout):
-            return UpstreamUnavailable(503, f"too many requests in flight to vLLM at {self.url}")
-        return UpstreamUnavailable(502, f"connection to vLLM at {self.url} failed: {exc!r}")
-
-    async def _send(
-        self, method: str, path: str, body: Any = None, *, stream: bool = False
-    ) -> httpx.Response:
-        content = orjson.dumps(body) if body is not None else None
-        request = self.client.build_request(method, path, content=content)
-        try:
-            return await self.client.send(request, stream=stream)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
-
     async def post(self, path: str, body: dict[str, Any], *, model: str | None) -> dict[str, Any]:
         """POST a JSON body and return the decoded answer, or raise Ollama's error."""
-        resp = await self._send("POST", path, body)
-        if resp.status_code != 200:
-            raise self._status_error(resp.status_code, resp.content, model)
-        result: dict[str, Any] = orjson.loads(resp.content)
+        status, content = await self.upstream.fetch("POST", path, orjson.dumps(body))
+        if status != 200:
+            raise self._status_error(status, content, model)
+        result: dict[str, Any] = orjson.loads(content)
         return result
 
     def _status_error(self, status: int, content: bytes, model: str | None) -> OllamaError:
@@ -107,17 +70,18 @@ class VLLMBackend:
 
     async def open_stream(
         self, path: str, body: dict[str, Any], *, model: str | None
-    ) -> httpx.Response:
+    ) -> aiohttp.ClientResponse:
         """Start a streaming request; errors before the first byte are raised as Ollama's."""
-        resp = await self._send("POST", path, body, stream=True)
-        if resp.status_code != 200:
+        resp = await self.upstream.send("POST", path, orjson.dumps(body))
+        if resp.status != 200:
             try:
-                content = await resp.aread()
-            except httpx.HTTPError as exc:
-                raise self._transport_error(exc) from None
+                content = await resp.read()
+            except TRANSPORT_ERRORS as exc:
+                resp.close()
+                raise self.upstream.error(exc) from None
             finally:
-                await resp.aclose()
-            raise self._status_error(resp.status_code, content, model)
+                resp.release()
+            raise self._status_error(resp.status, content, model)
         return resp
 
     async def forward(
@@ -126,13 +90,7 @@ class VLLMBackend:
         """Pass an OpenAI-compatible request on as it is (``/v1/*``)."""
         content = orjson.dumps(body) if isinstance(body, dict) else body
         return await forward(
-            self.client,
-            method,
-            path,
-            content,
-            stream=stream,
-            on_error=self._transport_error,
-            error_line=sse_error,
+            self.upstream, method, path, content, stream=stream, error_line=translate.sse_error
         )
 
     # ------------------------------------------------------------------ models
@@ -149,10 +107,10 @@ class VLLMBackend:
         async with self._models_lock:
             if self._models is not None and time.monotonic() - self._models_at < max_age:
                 return self._models
-            resp = await self._send("GET", "/v1/models")
-            if resp.status_code != 200:
-                raise self._status_error(resp.status_code, resp.content, None)
-            data = orjson.loads(resp.content).get("data") or []
+            status, content = await self.upstream.fetch("GET", "/v1/models")
+            if status != 200:
+                raise self._status_error(status, content, None)
+            data = orjson.loads(content).get("data") or []
             models = [m for m in data if isinstance(m, dict) and m.get("id")]
             if self.features is None and models:
                 self.features = await self._discover(str(models[0]["id"]))
@@ -167,8 +125,9 @@ class VLLMBackend:
         """
         if not self._probe:
             return frozenset({"completion"})
-        resp = await self._send("POST", "/v1/embeddings", {"model": model, "input": "probe"})
-        if resp.status_code == 200:
+        probe = orjson.dumps({"model": model, "input": "probe"})
+        status, _ = await self.upstream.fetch("POST", "/v1/embeddings", probe)
+        if status == 200:
             return frozenset({"embedding"})
         probe_tool = {
             "type": "function",
@@ -181,9 +140,9 @@ class VLLMBackend:
             "tool_choice": "auto",
             "max_tokens": 1,
         }
-        resp = await self._send("POST", "/v1/chat/completions", body)
+        status, _ = await self.upstream.fetch("POST", "/v1/chat/completions", orjson.dumps(body))
         features = {"completion"}
-        if resp.status_code == 200:
+        if status == 200:
             features.add("tools")
         log.info("vLLM at %s: %s", self.url, ", ".join(sorted(features)))
         return frozenset(features)
@@ -191,10 +150,10 @@ class VLLMBackend:
     async def health(self) -> dict[str, Any]:
         """Whether vLLM answers ``/health`` and which models it serves."""
         try:
-            resp = await self._send("GET", "/health")
-            ok = resp.status_code == 200
+            status, _ = await self.upstream.fetch("GET", "/health")
+            ok = status == 200
             models = [m["id"] for m in await self.models(refresh=True)] if ok else []
-            return {"url": self.url, "reachable": ok, "status": resp.status_code, "models": models}
+            return {"url": self.url, "reachable": ok, "status": status, "models": models}
         except OllamaError as exc:
             return {"url": self.url, "reachable": False, "error": exc.message, "models": []}
 
@@ -279,7 +238,7 @@ class NDJSONRelay:
     """
 
     def __init__(
-        self, backend: VLLMBackend, resp: httpx.Response, translator: StreamTranslator
+        self, backend: VLLMBackend, resp: aiohttp.ClientResponse, translator: StreamTranslator
     ) -> None:
         self._backend = backend
         self._resp = resp
@@ -292,41 +251,43 @@ class NDJSONRelay:
         buf = b""
         finished = False
         try:
-            async for data in self._resp.aiter_raw():
+            async for data in self._resp.content.iter_any():
                 buf = buf + data if buf else data
                 if b"\n" not in data:
                     continue
                 lines = buf.split(b"\n")
                 buf = lines.pop()
                 out = []
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        finished = True
-                        continue
-                    piece = feed(loads(payload))
-                    if piece:
-                        out.append(piece)
+                try:
+                    for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue
+                        payload = line[5:].strip()
+                        if payload == b"[DONE]":
+                            finished = True
+                            continue
+                        piece = feed(loads(payload))
+                        if piece:
+                            out.append(piece)
+                except OllamaError as exc:
+                    out.append(translate.error_line(exc.message))
+                    yield b"".join(out)
+                    return
+                except ValueError:
+                    out.append(translate.error_line("vLLM sent a malformed stream event"))
+                    yield b"".join(out)
+                    return
                 if out:
                     yield b"".join(out)
-        except OllamaError as exc:
-            yield translate.error_line(exc.message)
-            return
-        except httpx.HTTPError as exc:
-            err = self._backend._transport_error(exc)
-            yield translate.error_line(err.message)
-            return
-        except ValueError:
-            yield translate.error_line("vLLM sent a malformed stream event")
+        except TRANSPORT_ERRORS as exc:
+            yield translate.error_line(self._backend.upstream.error(exc).message)
             return
         except Exception as exc:  # the stream has started: an error line is all that is left
             log.error("stream relay failed: %r", exc, exc_info=exc)
             yield translate.error_line(f"internal error in the adapter: {type(exc).__name__}")
             return
         finally:
-            await self._resp.aclose()
+            self._resp.release()
         if not finished and translator.finish_reason is None:
             yield translate.error_line(f"vLLM at {self._backend.url} ended the stream early")
             return
@@ -335,4 +296,4 @@ class NDJSONRelay:
         yield final
 
     async def aclose(self) -> None:
-        await self._resp.aclose()
+        self._resp.close()

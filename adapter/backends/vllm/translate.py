@@ -799,6 +799,12 @@ class StreamTranslator:
         return out + _dumps(last) + b"\n"
 
 
+def sse_error(message: str) -> bytes:
+    """An OpenAI stream's error event and end marker, as vLLM itself ends a failed stream."""
+    err = {"error": {"message": message, "type": "BadGateway", "param": None, "code": 502}}
+    return b"data: " + _dumps(err) + b"\n\ndata: [DONE]\n\n"
+
+
 def error_line(message: str) -> bytes:
     """The last NDJSON line of a stream that failed after it started."""
     return _dumps({"error": message}) + b"\n"
