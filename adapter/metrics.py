@@ -13,6 +13,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._tokens: dict[str, tuple[Counter, Counter]] = {}
         self.requests = Counter(
             "ollama_adapter_requests",
             "Requests answered, by endpoint and HTTP status.",
@@ -49,14 +51,36 @@ class Metrics:
             registry=self.registry,
         )
 
+    def record(self, endpoint: str, status: int, seconds: float) -> None:
+        """One answered request (children cached: ``labels()`` costs a lock and a lookup)."""
+        key = (endpoint, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(endpoint, str(status)),
+                self.latency.labels(endpoint),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def _token_counters(self, backend: str) -> tuple[Counter, Counter]:
+        counters = self._tokens.get(backend)
+        if counters is None:
+            counters = self._tokens[backend] = (
+                self.tokens.labels(backend, "prompt"),
+                self.tokens.labels(backend, "completion"),
+            )
+        return counters
+
     def count_usage(self, backend: str, usage: Mapping[str, Any] | None) -> None:
         """Add an OpenAI ``usage`` object to the token counters."""
-        if not usage:
-            return
-        self.tokens.labels(backend, "prompt").inc(usage.get("prompt_tokens") or 0)
-        self.tokens.labels(backend, "completion").inc(usage.get("completion_tokens") or 0)
+        if usage:
+            prompt, completion = self._token_counters(backend)
+            prompt.inc(usage.get("prompt_tokens") or 0)
+            completion.inc(usage.get("completion_tokens") or 0)
 
     def count_tokens(self, backend: str, answer: Mapping[str, Any]) -> None:
         """Add an Ollama answer's ``prompt_eval_count``/``eval_count`` to the token counters."""
-        self.tokens.labels(backend, "prompt").inc(answer.get("prompt_eval_count") or 0)
-        self.tokens.labels(backend, "completion").inc(answer.get("eval_count") or 0)
+        prompt, completion = self._token_counters(backend)
+        prompt.inc(answer.get("prompt_eval_count") or 0)
+        completion.inc(answer.get("eval_count") or 0)

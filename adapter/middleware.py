@@ -59,5 +59,4 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             metrics.in_flight.dec()
-            metrics.requests.labels(endpoint, str(status)).inc()
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+            metrics.record(endpoint, status, time.perf_counter() - start)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
@@ -12,7 +11,6 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from adapter.backends.vllm.translate import dumps
-from adapter.errors import OllamaError
 
 T = TypeVar("T")
 
@@ -76,51 +74,67 @@ class NDJSONStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        pump = asyncio.ensure_future(self._pump(send))
-        watch = asyncio.ensure_future(_wait_disconnect(receive))
+        watch = DisconnectWatch(receive)
         try:
-            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            async for chunk in self.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not watch.fired:
+                raise
+            watch.absorb()
+            if self.on_disconnect is not None:
+                self.on_disconnect()
         finally:
-            for task in (pump, watch):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            watch.stop()
             await self.stream.aclose()
-        if pump.done() and not pump.cancelled():
-            pump.result()
-        elif self.on_disconnect is not None:
-            self.on_disconnect()
-
-    async def _pump(self, send: Send) -> None:
-        stream: AsyncIterable[bytes] = self.stream
-        async for chunk in stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
+class DisconnectWatch:
+    """Cancels the current task when the client disconnects.
+
+    One small task per request watches ``receive``; the work itself runs in the request's
+    own task, so cancelling it unwinds the upstream call (aiohttp then drops the connection,
+    and vLLM aborts the request). The caller catches ``CancelledError``, checks ``fired``
+    and calls ``absorb()``.
+    """
+
+    __slots__ = ("_task", "_watcher", "fired")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.fired = False
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.fired = True
+        self._task.cancel()
+
+    def absorb(self) -> None:
+        """The cancellation was ours: the task goes on (to answer or to clean up)."""
+        self._task.uncancel()
+
+    def stop(self) -> None:
+        self._watcher.cancel()
 
 
 class ClientDisconnected(Exception):
     """The client went away before its answer was ready."""
 
 
-async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work``, cancelling it (and so the upstream request) if the client disconnects."""
-    task = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(_wait_disconnect(request.receive))
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it (and so the upstream request) if the client disconnects."""
+    watch = DisconnectWatch(request.receive)
     try:
-        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if not watch.fired:
+            raise
+        watch.absorb()
+        raise ClientDisconnected from None
     finally:
-        watch.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, OllamaError):
-        await task
-    raise ClientDisconnected
+        watch.stop()

@@ -272,3 +272,21 @@ async def test_one_backend_down_leaves_the_others_listed(fake: FakeVLLM) -> None
     async for c in serve(settings):
         models = (await c.get("/api/tags")).json()["models"]
         assert [m["model"] for m in models] == ["tiny-llm:latest"]
+
+
+async def test_browser_requests_take_the_full_path_with_the_same_answers(
+    client: httpx.AsyncClient,
+) -> None:
+    """Chat and generate skip the framework layers unless CORS is involved; both paths must
+    answer alike."""
+    origin = {"Origin": "http://localhost:3000"}
+    for headers in ({}, origin):
+        resp = await client.post("/api/chat", json={**CHAT, "stream": False}, headers=headers)
+        assert resp.status_code == 200 and resp.json()["done"] is True
+        assert ("access-control-allow-origin" in resp.headers) == bool(headers)
+        resp = await client.post("/api/generate", content=b"{oops", headers=headers)
+        assert resp.status_code == 400 and list(resp.json()) == ["error"]
+        resp = await client.post("/api/chat", json={**CHAT, "model": "nope"}, headers=headers)
+        assert resp.json() == {"error": "model 'nope' not found"}
+    text = (await client.get("/metrics")).text
+    assert 'ollama_adapter_requests_total{endpoint="/api/generate",status="400"} 2.0' in text

@@ -233,7 +233,7 @@ class NDJSONRelay:
     """Reads vLLM's SSE stream and yields Ollama NDJSON, one write per network read.
 
     Several SSE events that arrive in one read leave as one write, which keeps the cost per
-    token low. ``aclose`` closes the upstream response, so vLLM aborts the request when the
+    token low; only the first line is sent on its own, so batching never delays it. ``aclose`` closes the upstream response, so vLLM aborts the request when the
     client goes away.
     """
 
@@ -250,6 +250,7 @@ class NDJSONRelay:
         loads = translate.loads_lenient
         buf = b""
         finished = False
+        first = True
         try:
             async for data in self._resp.content.iter_any():
                 buf = buf + data if buf else data
@@ -268,7 +269,13 @@ class NDJSONRelay:
                             continue
                         piece = feed(loads(payload))
                         if piece:
-                            out.append(piece)
+                            if first:
+                                # The first line leaves at once (time to first token);
+                                # the rest of what arrived together leaves as one write.
+                                first = False
+                                yield piece
+                            else:
+                                out.append(piece)
                 except OllamaError as exc:
                     out.append(translate.error_line(exc.message))
                     yield b"".join(out)
