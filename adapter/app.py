@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from adapter.api import embed, models, openai, routes
 from adapter.api.streaming import ClientDisconnected, error_response, openai_error
 from adapter.config import Settings
 from adapter.errors import OllamaError
+from adapter.metrics import worker_exited
 from adapter.middleware import MetricsMiddleware
 from adapter.state import AppState
 
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None) -> AdapterApp:
             yield
         finally:
             await state.aclose()
+            worker_exited(os.getpid())
 
     app = AdapterApp(
         title="vLLM Ollama adapter",

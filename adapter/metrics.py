@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+
+def multiprocess_dir() -> str | None:
+    """Where worker processes share their metric values, when there are several."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a finished worker's live gauges from the shared values."""
+    if multiprocess_dir() is not None:
+        mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -32,6 +45,7 @@ class Metrics:
             "ollama_adapter_requests_in_flight",
             "Requests being answered now (open streams included).",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.upstream_errors = Counter(
             "ollama_adapter_upstream_errors",
@@ -50,6 +64,15 @@ class Metrics:
             "Clients that went away before their answer was complete (upstream cancelled).",
             registry=self.registry,
         )
+
+    def exposition(self) -> bytes:
+        """The text ``/metrics`` answers: this process's registry, or, with several workers
+        (``PROMETHEUS_MULTIPROC_DIR`` set), every worker's values added up."""
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
 
     def record(self, endpoint: str, status: int, seconds: float) -> None:
         """One answered request (children cached: ``labels()`` costs a lock and a lookup)."""
