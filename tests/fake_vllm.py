@@ -94,6 +94,9 @@ class FakeVLLM:
     """SSE bytes per transport read, to exercise line reassembly."""
     stream_delay: float = 0.0
     cancelled: int = 0
+    drop_next: int = 0
+    """Close the connection on this many coming requests without answering (a server that
+    closed an idle keep-alive connection)."""
     served_by_host: dict[str, list[str]] = field(default_factory=dict)
     """Per-host served names (overrides ``served`` for that host)."""
     _runners: dict[str, web.AppRunner] = field(default_factory=dict)
@@ -137,6 +140,12 @@ class FakeVLLM:
 
     async def _serve(self, host: str, request: web.Request) -> web.StreamResponse:
         content = await request.read()
+        if self.drop_next > 0:
+            self.drop_next -= 1
+            self.requests.append(("dropped", {}))
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         req = httpx.Request(
             request.method,
             f"http://{host}{request.path_qs}",

@@ -21,6 +21,15 @@ log = logging.getLogger("adapter.upstream")
 #: Exceptions that mean the upstream connection failed (before or during an answer).
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
+#: Idle pooled connections are dropped after this long: below the 5 s after which vLLM's
+#: server (uvicorn) closes an idle keep-alive connection, so the adapter does not pick a
+#: connection the server is closing.
+KEEPALIVE_SECONDS = 4.0
+
+#: A pooled connection the server closed while idle fails the next request before any answer;
+#: that request never reached the server, so it is sent once more on a fresh connection.
+STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
 
 class Upstream:
     """A pooled connection to one upstream server, with its errors said in Ollama's terms."""
@@ -42,7 +51,7 @@ class Upstream:
         self._on_error = on_error
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=max_connections, limit_per_host=0, keepalive_timeout=30
+                limit=max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
             ),
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=connect_timeout, sock_read=read_timeout
@@ -78,10 +87,15 @@ class Upstream:
         """Send a request; the answer's body is still to be read (or streamed) by the caller,
         who must ``release()`` it, or ``close()`` it to abandon the request upstream."""
         headers = {"Content-Type": "application/json"} if content is not None else None
+        url = self.url + path
         try:
-            return await self.session.request(
-                method, self.url + path, data=content, headers=headers
-            )
+            try:
+                return await self.session.request(method, url, data=content, headers=headers)
+            except STALE_CONNECTION as exc:
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    raise
+                log.debug("%s at %s closed a pooled connection; sending again", self.kind, self.url)
+                return await self.session.request(method, url, data=content, headers=headers)
         except TRANSPORT_ERRORS as exc:
             raise self.error(exc) from None
 

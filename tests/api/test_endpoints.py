@@ -352,3 +352,18 @@ async def test_metrics_count_requests_and_tokens(client: httpx.AsyncClient) -> N
 async def test_many_concurrent_streams(client: httpx.AsyncClient) -> None:
     results = await asyncio.gather(*(client.post("/api/chat", json=CHAT) for _ in range(50)))
     assert all(ndjson(r)[-1]["done"] is True for r in results)
+
+
+async def test_a_connection_closed_by_vllm_is_retried_once(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    """vLLM closes idle keep-alive connections after 5 s; a request that meets such a
+    connection never reached vLLM, so it is sent again instead of failing with 502."""
+    assert (await client.post("/api/chat", json={**CHAT, "stream": False})).status_code == 200
+    fake.drop_next = 1
+    resp = await client.post("/api/chat", json={**CHAT, "stream": False})
+    assert resp.status_code == 200
+    assert [p for p, _ in fake.requests[-2:]] == ["dropped", "/v1/chat/completions"]
+    fake.drop_next = 2
+    resp = await client.post("/api/chat", json={**CHAT, "stream": False})
+    assert resp.status_code == 502 and "vLLM" in resp.json()["error"]
