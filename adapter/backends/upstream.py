@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
+from yarl import URL
 
 from adapter.errors import OllamaError, UpstreamUnavailable
 
@@ -47,6 +48,7 @@ class Upstream:
     ) -> None:
         self.kind = kind
         self.url = url
+        self._urls: dict[str, URL] = {}
         self.read_timeout = read_timeout
         self._on_error = on_error
         self.session = aiohttp.ClientSession(
@@ -56,7 +58,9 @@ class Upstream:
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=connect_timeout, sock_read=read_timeout
             ),
-            headers=dict(headers or {}),
+            # Every body sent upstream is JSON; a session-wide header costs nothing per
+            # request (vLLM answers 400 to a POST without it).
+            headers={"Content-Type": "application/json", **(headers or {})},
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
@@ -86,16 +90,17 @@ class Upstream:
     ) -> aiohttp.ClientResponse:
         """Send a request; the answer's body is still to be read (or streamed) by the caller,
         who must ``release()`` it, or ``close()`` it to abandon the request upstream."""
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        url = self.url + path
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self.url + path)
         try:
             try:
-                return await self.session.request(method, url, data=content, headers=headers)
+                return await self.session.request(method, url, data=content)
             except STALE_CONNECTION as exc:
                 if isinstance(exc, aiohttp.ClientConnectorError):
                     raise
                 log.debug("%s at %s closed a pooled connection; sending again", self.kind, self.url)
-                return await self.session.request(method, url, data=content, headers=headers)
+                return await self.session.request(method, url, data=content)
         except TRANSPORT_ERRORS as exc:
             raise self.error(exc) from None
 
