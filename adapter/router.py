@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from adapter.backends.base import ModelEntry, display_name, normalize
@@ -26,6 +27,7 @@ class Router:
         ollama: OllamaBackend | None,
         aliases: dict[str, str],
         capabilities: dict[str, tuple[str, ...]],
+        cache_ttl: float = 0.0,
     ) -> None:
         self.vllm = vllm
         self.ollama = ollama
@@ -34,6 +36,10 @@ class Router:
         self._seen: list[list[dict[str, Any]] | None] = []
         self._entries: list[ModelEntry] = []
         self._index: dict[str, ModelEntry] = {}
+        # A name found in a catalogue checked within the backends' cache time is answered
+        # without asking them again (the hot path resolves a name per request).
+        self._ttl = cache_ttl
+        self._checked_at = float("-inf")
 
     def _caps(self, base: frozenset[str] | None, *names: str) -> tuple[str, ...]:
         caps = set(base or {"completion"})
@@ -60,6 +66,7 @@ class Router:
     async def catalogue(self, *, refresh: bool = False) -> list[ModelEntry]:
         """Every served model, then every alias whose target is served."""
         lists = await self._lists(refresh)
+        self._checked_at = time.monotonic()
         seen = [models for _, models in lists]
         if len(seen) == len(self._seen) and all(
             a is b for a, b in zip(seen, self._seen, strict=True)
@@ -122,6 +129,10 @@ class Router:
         key = normalize(name)
         if not key:
             return None
+        if time.monotonic() - self._checked_at < self._ttl:
+            entry = self._index.get(key)
+            if entry is not None:
+                return entry
         await self.catalogue()
         entry = self._index.get(key)
         if entry is None:

@@ -44,7 +44,13 @@ class AppState:
         ollama = None
         if settings.vision_ollama_url:
             ollama = OllamaBackend(settings.vision_ollama_url, settings, metrics)
-        router = Router(vllm, ollama, settings.model_aliases, settings.model_capabilities)
+        router = Router(
+            vllm,
+            ollama,
+            settings.model_aliases,
+            settings.model_capabilities,
+            cache_ttl=settings.models_cache_ttl,
+        )
         return cls(settings, metrics, vllm, ollama, router)
 
     def vllm_for(self, entry: ModelEntry) -> VLLMBackend | None:

@@ -9,7 +9,12 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from adapter.api.streaming import NDJSONStream, cancel_on_disconnect, json_response
+from adapter.api.streaming import (
+    ClientDisconnected,
+    NDJSONStream,
+    cancel_on_disconnect,
+    json_response,
+)
 from adapter.backends.base import ModelEntry
 from adapter.errors import OllamaError
 from adapter.state import AppState
@@ -25,8 +30,15 @@ def state_of(request: Request) -> AppState:
 
 async def read_body(request: Request) -> tuple[bytes, dict[str, Any]]:
     """The body bytes and their JSON object, whatever the Content-Type (``curl -d`` sends a
-    form type)."""
-    body = await request.body()
+    form type). Read straight from ``receive``: nothing else reads the body."""
+    body = b""
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnected
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
     if not body.strip():
         raise OllamaError(400, "missing request body")
     try:
