@@ -93,23 +93,34 @@ class NDJSONStream(Response):
 class DisconnectWatch:
     """Cancels the current task when the client disconnects.
 
-    One small task per request watches ``receive``; the work itself runs in the request's
-    own task, so cancelling it unwinds the upstream call (aiohttp then drops the connection,
-    and vLLM aborts the request). The caller catches ``CancelledError``, checks ``fired``
-    and calls ``absorb()``.
+    The work runs in the request's own task; cancelling it unwinds the upstream call
+    (aiohttp then drops the connection, and vLLM aborts the request). Watching starts after
+    a short grace period: most requests are done by then and never pay for a watcher task,
+    and a client that leaves is noticed at most that much later. The caller catches
+    ``CancelledError``, checks ``fired`` and calls ``absorb()``.
     """
 
-    __slots__ = ("_task", "_watcher", "fired")
+    GRACE_SECONDS = 0.05
+
+    __slots__ = ("_receive", "_task", "_timer", "_watcher", "fired")
 
     def __init__(self, receive: Receive) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
+        self._receive = receive
         self.fired = False
-        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+        self._watcher: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            self.GRACE_SECONDS, self._start
+        )
 
-    async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
+    def _start(self) -> None:
+        self._timer = None
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
             pass
         self.fired = True
         self._task.cancel()
@@ -119,7 +130,10 @@ class DisconnectWatch:
         self._task.uncancel()
 
     def stop(self) -> None:
-        self._watcher.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 class ClientDisconnected(Exception):

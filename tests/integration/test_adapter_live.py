@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 
@@ -192,55 +191,49 @@ LONG_STORY = {
 
 
 def test_client_disconnect_stops_generation_in_vllm(adapter_url: str, vllm_url: str) -> None:
-    """Streams that lose their client are aborted in vLLM: none keeps running, and far fewer
-    tokens are generated, and far fewer requests finish, than without cancellation.
+    """A stream whose client leaves after the first line is aborted in vLLM: it never counts as
+    finished, far fewer tokens are generated than asked for, and nothing keeps running.
 
-    A schema that needs a 2,000-character string keeps the random model from ending early
-    on its own, so without cancellation every stream would run to ``num_predict`` and count
-    as finished. On two busy cores a stream can still finish before its client has read the
-    first line, so a few finished requests are tolerated; none would be cancelled if
-    cancellation were broken.
+    A schema that needs a 2,000-character string keeps the random model from ending early on
+    its own, so without cancellation every stream would run to ``num_predict`` and finish.
+    vLLM on two busy vCPUs sometimes stalls its front end while the engine keeps generating;
+    a stream can then be complete before the client reads its first line. Such an attempt
+    proves nothing either way (the adapter's disconnect counter does not move: it had
+    nothing left to cancel), so it is repeated; at least three attempts must be conclusive.
     """
-    streams = 16
     asked = 480
     warm = {"model": MODEL, "messages": PROMPT, "stream": False, "format": LONG_STORY}
     httpx.post(f"{adapter_url}/api/chat", json={**warm, "options": {"num_predict": 4}}, timeout=60)
-    finished_before = _metric(vllm_url, "vllm:request_success_total")
-    tokens_before = _metric(vllm_url, "vllm:generation_tokens_total")
-    firsts: list[dict[str, object]] = []
-
-    def one(i: int) -> None:
+    conclusive = 0
+    for attempt in range(12):
+        finished = _metric(vllm_url, "vllm:request_success_total")
+        tokens = _metric(vllm_url, "vllm:generation_tokens_total")
+        left = _metric(adapter_url, "ollama_adapter_client_disconnects_total")
         body = {
             "model": MODEL,
             "messages": PROMPT,
-            "options": {"num_predict": asked, "seed": 100 + i, "temperature": 1.0},
+            "options": {"num_predict": asked, "seed": 100 + attempt, "temperature": 1.0},
             "format": LONG_STORY,
         }
         with (
             httpx.Client(timeout=60) as c,
             c.stream("POST", f"{adapter_url}/api/chat", json=body) as resp,
         ):
-            firsts.append(json.loads(next(resp.iter_lines())))
-        # leaving the block closes the connection right after the first line
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    closed_at = time.monotonic()
-    assert len(firsts) == streams and all(f["done"] is False for f in firsts)
-    running = None
-    while time.monotonic() - closed_at < 5:
-        running = _metric(vllm_url, "vllm:num_requests_running")
-        if running == 0:
+            assert json.loads(next(resp.iter_lines()))["done"] is False
+        # leaving the block closed the connection right after the first line
+        deadline = time.monotonic() + 15
+        while _metric(vllm_url, "vllm:num_requests_running") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _metric(vllm_url, "vllm:num_requests_running") == 0
+        time.sleep(0.2)  # let the counters settle
+        if _metric(adapter_url, "ollama_adapter_client_disconnects_total") == left:
+            continue  # the stream was already complete: inconclusive
+        assert _metric(vllm_url, "vllm:request_success_total") == finished
+        assert _metric(vllm_url, "vllm:generation_tokens_total") - tokens < asked
+        conclusive += 1
+        if conclusive == 3:
             break
-        time.sleep(0.02)
-    assert running == 0
-    time.sleep(0.3)  # let the counters settle
-    assert _metric(vllm_url, "vllm:request_success_total") - finished_before <= streams // 4
-    generated = _metric(vllm_url, "vllm:generation_tokens_total") - tokens_before
-    assert generated < streams * asked / 2
+    assert conclusive == 3
 
 
 def test_metrics_endpoint_counts(adapter_url: str) -> None:
