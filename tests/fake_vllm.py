@@ -116,7 +116,7 @@ class FakeVLLM:
     async def url(self, host: str = "vllm") -> str:
         """The base URL of the fake ``host``, started on first use."""
         if host not in self._urls:
-            app = web.Application()
+            app = web.Application(client_max_size=64 * 1024 * 1024)
 
             async def serve(request: web.Request, host: str = host) -> web.StreamResponse:
                 return await self._serve(host, request)

@@ -31,14 +31,18 @@ def state_of(request: Request) -> AppState:
 async def read_body(request: Request) -> tuple[bytes, dict[str, Any]]:
     """The body bytes and their JSON object, whatever the Content-Type (``curl -d`` sends a
     form type). Read straight from ``receive``: nothing else reads the body."""
-    body = b""
-    while True:
-        message = await request.receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnected
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            break
+    message = await request.receive()
+    if message["type"] != "http.request":
+        raise ClientDisconnected
+    body: bytes = message.get("body", b"")
+    if message.get("more_body", False):
+        parts = [body]  # large bodies (images) come in pieces: join once
+        while message.get("more_body", False):
+            message = await request.receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnected
+            parts.append(message.get("body", b""))
+        body = b"".join(parts)
     if not body.strip():
         raise OllamaError(400, "missing request body")
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -367,3 +369,25 @@ async def test_a_connection_closed_by_vllm_is_retried_once(
     fake.drop_next = 2
     resp = await client.post("/api/chat", json={**CHAT, "stream": False})
     assert resp.status_code == 502 and "vLLM" in resp.json()["error"]
+
+
+async def test_a_large_body_sent_in_pieces_is_read_whole(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    """Images make bodies of megabytes, which arrive in many pieces."""
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 3_000_000).decode()
+    payload = {
+        **CHAT,
+        "stream": False,
+        "messages": [{"role": "user", "content": "?", "images": [image]}],
+    }
+
+    async def pieces() -> AsyncIterator[bytes]:
+        data = orjson.dumps(payload)
+        for i in range(0, len(data), 65536):
+            yield data[i : i + 65536]
+
+    resp = await client.post("/api/chat", content=pieces())
+    assert resp.status_code == 200
+    part = fake.last["messages"][0]["content"][0]
+    assert part["image_url"]["url"] == f"data:image/png;base64,{image}"
