@@ -94,6 +94,8 @@ class FakeVLLM:
     """SSE bytes per transport read, to exercise line reassembly."""
     stream_delay: float = 0.0
     cancelled: int = 0
+    slow_answer: float = 0.0
+    """Seconds to wait before answering at all (headers included)."""
     drop_next: int = 0
     """Close the connection on this many coming requests without answering (a server that
     closed an idle keep-alive connection)."""
@@ -140,6 +142,8 @@ class FakeVLLM:
 
     async def _serve(self, host: str, request: web.Request) -> web.StreamResponse:
         content = await request.read()
+        if self.slow_answer:
+            await asyncio.sleep(self.slow_answer)
         if self.drop_next > 0:
             self.drop_next -= 1
             self.requests.append(("dropped", {}))

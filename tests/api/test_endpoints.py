@@ -391,3 +391,22 @@ async def test_a_large_body_sent_in_pieces_is_read_whole(
     assert resp.status_code == 200
     part = fake.last["messages"][0]["content"][0]
     assert part["image_url"]["url"] == f"data:image/png;base64,{image}"
+
+
+async def test_a_silent_upstream_times_out_with_a_clear_error(fake: FakeVLLM) -> None:
+    """vLLM that stops sending: 504 before the first byte, a last error line after it."""
+    settings = Settings(vllm_url=await fake.url(), request_timeout=0.3, probe_capabilities=False)
+    async for c in serve(settings):
+        await c.get("/api/tags")
+        fake.stream_delay = 1.0
+        lines = ndjson(await c.post("/api/chat", json=CHAT))
+        assert lines[-1] == {"error": f"vLLM at {settings.vllm_url} did not answer within 0.3s"}
+
+        fake.slow_answer = 1.0
+        resp = await c.post("/api/chat", json={**CHAT, "stream": False})
+        assert resp.status_code == 504
+        assert "did not answer within 0.3s" in resp.json()["error"]
+        # the adapter itself is fine: the next request to a healthy upstream works
+        fake.slow_answer = 0.0
+        fake.stream_delay = 0.0
+        assert (await c.post("/api/chat", json={**CHAT, "stream": False})).status_code == 200
