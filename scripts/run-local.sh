@@ -36,9 +36,11 @@ PY
 fi
 if [[ "$model" == "tiny" ]]; then
     unset VLLM_MODEL
+    name="tiny-llm"
     say "serving the tiny offline model as 'tiny-llm' (no hub reachable, or VLLM_MODEL=tiny)"
 else
     export VLLM_MODEL="$model"
+    name="${SERVED_MODEL_NAME:-$model}"
     export VLLM_MAX_MODEL_LEN="${VLLM_MAX_MODEL_LEN:-4096}"
     say "serving ${model} (downloaded on first run into the Hugging Face cache)"
 fi
@@ -58,7 +60,8 @@ for _ in $(seq 1 600); do
         "http://127.0.0.1:${VLLM_PORT}/health" 2>/dev/null; then break; fi
     sleep 1
 done
-say "vLLM is ready; adapter on http://127.0.0.1:${ADAPTER_PORT} (Ctrl-C stops both)"
+say "vLLM is ready; adapter on http://127.0.0.1:${ADAPTER_PORT} (Ctrl-C stops both). Try:"
+say "  curl localhost:${ADAPTER_PORT}/api/chat -d '{\"model\": \"${name}\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"
 .venv/bin/python -m adapter --port "${ADAPTER_PORT}" --vllm-url "http://127.0.0.1:${VLLM_PORT}" &
 adapter_pid=$!
 trap 'say "stopping"; kill -TERM "$adapter_pid" "$vllm_pid" 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
