@@ -15,7 +15,7 @@ from adapter.api.schemas import ChatRequest, GenerateRequest
 from adapter.backends.base import ModelEntry
 from adapter.backends.upstream import TRANSPORT_ERRORS, RawRelay, Upstream, forward
 from adapter.backends.vllm import translate
-from adapter.backends.vllm.translate import StreamTranslator, Timings
+from adapter.backends.vllm.translate import StreamTranslator, Timings, created_at_bytes
 from adapter.config import Settings
 from adapter.errors import OllamaError
 from adapter.metrics import Metrics
@@ -253,6 +253,7 @@ class NDJSONRelay:
         first = True
         try:
             async for data in self._resp.content.iter_any():
+                translator.now = created_at_bytes()
                 buf = buf + data if buf else data
                 if b"\n" not in data:
                     continue

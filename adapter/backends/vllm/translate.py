@@ -679,6 +679,7 @@ class StreamTranslator:
         "_prefix",
         "finish_reason",
         "model",
+        "now",
         "timings",
         "usage",
     )
@@ -698,6 +699,9 @@ class StreamTranslator:
         self.timings = timings
         self._chat = chat
         self._completions = completions
+        # ``created_at`` of the lines being made: the relay renews it once per network read
+        # (lines read together were made together; a timestamp per token shows in profiles).
+        self.now = created_at_bytes()
         self._prefix = b'{"model":' + _dumps(model) + b',"created_at":"'
         self._mid = _CHAT_MID if chat else _GEN_MID
         self._calls: dict[int, list[Any]] = {}
@@ -750,7 +754,7 @@ class StreamTranslator:
             return b""
         if self.timings.first == 0:
             self.timings.first = time.perf_counter_ns()
-        line = self._prefix + created_at_bytes() + self._mid + _dumps(text or "")
+        line = self._prefix + self.now + self._mid + _dumps(text or "")
         if thinking:
             line += b',"thinking":' + _dumps(thinking)
         if self._chat:
