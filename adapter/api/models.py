@@ -38,7 +38,7 @@ async def ps(request: Request) -> Response:
 async def show_model(request: Request) -> Response:
     raw, data = await read_body(request)
     req = parse(ShowRequest, data)
-    name = req.model or req.name
+    name = req.target
     if not name:
         raise OllamaError(400, "model is required")
     state = state_of(request)
@@ -56,7 +56,7 @@ async def pull(request: Request) -> Response:
     """Services pull their model at start-up: a served model is 'pulled' at once."""
     _, data = await read_body(request)
     req = parse(PullRequest, data)
-    name = req.model or req.name
+    name = req.target
     if not name:
         raise OllamaError(400, "invalid model name")
     entry = await state_of(request).router.resolve(name)
@@ -94,7 +94,7 @@ async def copy(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     _, data = await read_body(request)
     req = parse(ModelRequest, data)
-    name = req.model or req.name
+    name = req.target
     if not name:
         raise OllamaError(400, "model is required")
     if await state_of(request).router.resolve(name) is None:

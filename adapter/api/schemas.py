@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-JSONValue = Any
+from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class _Lenient(BaseModel):
@@ -82,12 +80,6 @@ class GenerateRequest(_GenerationRequest):
     raw: bool | None = False
 
 
-class ShowRequest(_Lenient):
-    model: str = ""
-    name: str = ""
-    verbose: bool | None = False
-
-
 class EmbedRequest(_Lenient):
     model: str = ""
     input: str | list[str] | None = None
@@ -104,19 +96,26 @@ class EmbeddingsRequest(_Lenient):
     keep_alive: float | str | None = None
 
 
-class PullRequest(_Lenient):
-    model: str = ""
-    name: str = ""
-    stream: bool | None = True
-    insecure: bool | None = None
-
-
 class ModelRequest(_Lenient):
-    """Any request that names one model (delete, push)."""
+    """A request that names one model (show, pull, delete, push); older clients send the
+    deprecated ``name`` (ollama-js's delete does), which counts when ``model`` is empty."""
 
     model: str = ""
     name: str = ""
     stream: bool | None = True
+
+    @property
+    def target(self) -> str:
+        """The model the request is about."""
+        return self.model or self.name
+
+
+class ShowRequest(ModelRequest):
+    verbose: bool | None = False
+
+
+class PullRequest(ModelRequest):
+    insecure: bool | None = None
 
 
 class CopyRequest(_Lenient):
@@ -129,7 +128,6 @@ __all__ = [
     "CopyRequest",
     "EmbedRequest",
     "EmbeddingsRequest",
-    "Field",
     "GenerateRequest",
     "Message",
     "ModelRequest",

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.sse import checked_sse_events
+
 MODEL = "tiny-llm"
 CONTEXT_LENGTH = 512
 ADD_TOOL: dict[str, Any] = {
@@ -44,20 +46,7 @@ def version_tuple(text: str) -> tuple[int, int, int]:
 
 
 def sse_events(resp: httpx.Response) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    saw_done = False
-    for line in resp.iter_lines():
-        if not line:
-            continue
-        assert line.startswith("data: "), line
-        data = line.removeprefix("data: ")
-        if data == "[DONE]":
-            saw_done = True
-            continue
-        assert not saw_done, "events after [DONE]"
-        events.append(json.loads(data))
-    assert saw_done, "the stream must end with data: [DONE]"
-    return events
+    return checked_sse_events(resp.iter_lines())
 
 
 def test_version_is_at_least_0_6_4(http: httpx.Client) -> None:

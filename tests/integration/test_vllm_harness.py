@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.sse import checked_sse_events
+
 MODEL = "tiny-llm"
 TIMEOUT = httpx.Timeout(120.0)
 
@@ -48,25 +50,12 @@ def _chat(base_url: str, **body: Any) -> dict[str, Any]:
 
 
 def _sse_events(base_url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    done = False
     with httpx.stream(
         "POST", f"{base_url}/v1/chat/completions", json=body, timeout=TIMEOUT
     ) as response:
         assert response.status_code == 200, response.read().decode()
         assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if not line:
-                continue
-            assert line.startswith("data: "), line
-            data = line.removeprefix("data: ")
-            if data == "[DONE]":
-                done = True
-                continue
-            assert not done, "event after [DONE]"
-            events.append(json.loads(data))
-    assert done, "stream did not end with data: [DONE]"
-    return events
+        return checked_sse_events(response.iter_lines())
 
 
 def test_health_and_models(vllm_url: str) -> None:
