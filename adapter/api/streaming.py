@@ -19,7 +19,11 @@ NDJSON_TYPE = "application/x-ndjson"
 
 
 class ByteStream(Protocol):
-    """What an upstream relay offers: bytes to send, and a way to let go of the upstream."""
+    """What an upstream relay offers: bytes to send, and a way to let go of the upstream.
+
+    A relay that knows a chunk is its last sets ``ended`` before yielding it, so the end of
+    the body leaves in the same write; it may go on (to finish reading the upstream) after.
+    """
 
     def __aiter__(self) -> Any: ...
 
@@ -73,12 +77,25 @@ class NDJSONStream(Response):
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        # The headers leave with the first chunk, as Ollama's do: nothing stands between the
+        # first token and the client.
+        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        stream = self.stream
         watch = DisconnectWatch(receive)
+        ended = False
         try:
-            async for chunk in self.stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            async for chunk in stream:
+                if ended:
+                    continue
+                if start:
+                    await send(start)
+                    start = {}
+                ended = getattr(stream, "ended", False)
+                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+            if start:
+                await send(start)
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not watch.fired:
                 raise
@@ -94,7 +111,7 @@ class DisconnectWatch:
     """Cancels the current task when the client disconnects.
 
     The work runs in the request's own task; cancelling it unwinds the upstream call
-    (aiohttp then drops the connection, and vLLM aborts the request). Watching starts after
+    (the upstream connection is dropped, and vLLM aborts the request). Watching starts after
     a short grace period: most requests are done by then and never pay for a watcher task,
     and a client that leaves is noticed at most that much later. The caller catches
     ``CancelledError``, checks ``fired`` and calls ``absorb()``.

@@ -8,11 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from adapter.api.schemas import ChatRequest, GenerateRequest
 from adapter.backends.base import ModelEntry
+from adapter.backends.httpclient import Response
 from adapter.backends.upstream import TRANSPORT_ERRORS, RawRelay, Upstream, forward
 from adapter.backends.vllm import translate
 from adapter.backends.vllm.translate import StreamTranslator, Timings, created_at_bytes
@@ -21,6 +21,10 @@ from adapter.errors import OllamaError
 from adapter.metrics import Metrics
 
 log = logging.getLogger("adapter.vllm")
+
+#: How long a finished stream waits for the rest of vLLM's answer (the chunked end) before
+#: dropping the connection instead of reusing it.
+DRAIN_SECONDS = 1.0
 
 
 class VLLMBackend:
@@ -68,9 +72,7 @@ class VLLMBackend:
         log.warning("vLLM answered %d (mapped to %d)", status, err.status)
         return err
 
-    async def open_stream(
-        self, path: str, body: dict[str, Any], *, model: str | None
-    ) -> aiohttp.ClientResponse:
+    async def open_stream(self, path: str, body: dict[str, Any], *, model: str | None) -> Response:
         """Start a streaming request; errors before the first byte are raised as Ollama's."""
         resp = await self.upstream.send("POST", path, orjson.dumps(body))
         if resp.status != 200:
@@ -233,13 +235,14 @@ class NDJSONRelay:
     """Reads vLLM's SSE stream and yields Ollama NDJSON, one write per network read.
 
     Several SSE events that arrive in one read leave as one write, which keeps the cost per
-    token low; only the first line is sent on its own, so batching never delays it. ``aclose`` closes the upstream response, so vLLM aborts the request when the
-    client goes away.
+    token low; only the first line is sent on its own, so batching never delays it, and the
+    last line leaves with the end of the body. ``aclose`` closes the upstream response, so
+    vLLM aborts the request when the client goes away.
     """
 
-    def __init__(
-        self, backend: VLLMBackend, resp: aiohttp.ClientResponse, translator: StreamTranslator
-    ) -> None:
+    ended = False
+
+    def __init__(self, backend: VLLMBackend, resp: Response, translator: StreamTranslator) -> None:
         self._backend = backend
         self._resp = resp
         self._translator = translator
@@ -249,10 +252,9 @@ class NDJSONRelay:
         feed = translator.feed
         loads = translate.loads_lenient
         buf = b""
-        finished = False
         first = True
         try:
-            async for data in self._resp.content.iter_any():
+            async for data in self._resp.iter_any():
                 translator.now = created_at_bytes()
                 buf = buf + data if buf else data
                 if b"\n" not in data:
@@ -266,8 +268,14 @@ class NDJSONRelay:
                             continue
                         payload = line[5:].strip()
                         if payload == b"[DONE]":
-                            finished = True
-                            continue
+                            # The last line leaves with what came before it, and the end
+                            # of the body with it; then the upstream answer is read out so
+                            # its connection can serve the next request.
+                            out.append(self._final())
+                            self.ended = True
+                            yield b"".join(out)
+                            await self._drain()
+                            return
                         piece = feed(loads(payload))
                         if piece:
                             if first:
@@ -296,12 +304,24 @@ class NDJSONRelay:
             return
         finally:
             self._resp.release()
-        if not finished and translator.finish_reason is None:
+        if translator.finish_reason is None:
             yield translate.error_line(f"vLLM at {self._backend.url} ended the stream early")
             return
-        final = translator.final()
+        yield self._final()
+
+    def _final(self) -> bytes:
+        translator = self._translator
         self._backend._metrics.count_usage(self._backend.name, translator.usage)
-        yield final
+        return translator.final()
+
+    async def _drain(self) -> None:
+        """Read what is left of a finished answer (its end usually follows at once)."""
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for _ in self._resp.iter_any():
+                    pass
+        except (TimeoutError, *TRANSPORT_ERRORS):
+            pass  # the connection is dropped instead of reused
 
     async def aclose(self) -> None:
         self._resp.close()

@@ -1,0 +1,400 @@
+"""The upstream HTTP client against a scripted raw-socket server: framing, pooling, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from adapter.backends.httpclient import (
+    ConnectError,
+    ConnectionLost,
+    Pool,
+    ProtocolError,
+    ReadTimeout,
+    request,
+)
+
+
+@dataclass
+class Seen:
+    """One request as the server read it."""
+
+    head: bytes
+    body: bytes
+    conn: int
+
+
+Behaviour = Callable[[Seen, asyncio.StreamWriter], Awaitable[bool]]
+
+
+@dataclass
+class Server:
+    """A raw HTTP/1.1 server whose answers each test scripts; it records what it saw."""
+
+    behave: Behaviour
+    requests: list[Seen] = field(default_factory=list)
+    connections: int = 0
+    open_now: int = 0
+    open_peak: int = 0
+    closed_by_client: int = 0
+    port: int = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        conn = self.connections
+        self.open_now += 1
+        self.open_peak = max(self.open_peak, self.open_now)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    self.closed_by_client += 1
+                    return
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length)
+                seen = Seen(head, body, conn)
+                self.requests.append(seen)
+                if not await self.behave(seen, writer):
+                    return
+        finally:
+            self.open_now -= 1
+            writer.close()
+
+
+def answer(body: bytes, status: str = "200 OK", extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        status.encode(),
+        len(body),
+        extra,
+        body,
+    )
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def echo(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+    writer.write(answer(b"you sent " + seen.body, extra=b"Content-Type: text/plain\r\n"))
+    await writer.drain()
+    return True
+
+
+@asynccontextmanager
+async def serving(behave: Behaviour) -> AsyncIterator[Server]:
+    server = Server(behave)
+    srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    server.port = srv.sockets[0].getsockname()[1]
+    try:
+        yield server
+    finally:
+        srv.close()
+
+
+def pool_for(server: Server, **kw: float) -> Pool:
+    opts: dict[str, float] = {
+        "limit": 8,
+        "connect_timeout": 2.0,
+        "read_timeout": 5.0,
+        "keepalive": 30.0,
+    }
+    opts.update(kw)
+    return Pool(
+        f"http://127.0.0.1:{server.port}/base",
+        limit=int(opts["limit"]),
+        connect_timeout=opts["connect_timeout"],
+        read_timeout=opts["read_timeout"],
+        keepalive=opts["keepalive"],
+        headers={"Content-Type": "application/json", "Authorization": "Bearer k"},
+    )
+
+
+async def fetch(pool: Pool, method: str = "POST", path: str = "/x", body: bytes | None = b"{}"):
+    resp = await request(pool, method, path, body)
+    try:
+        return resp.status, resp.headers, await resp.read()
+    finally:
+        resp.release()
+
+
+async def test_request_line_headers_and_body_on_one_reused_connection() -> None:
+    async with serving(echo) as server:
+        pool = pool_for(server)
+        status, headers, body = await fetch(pool, body=b'{"a":1}')
+        assert (status, body) == (200, b'you sent {"a":1}')
+        assert headers["content-type"] == "text/plain"
+        assert (await fetch(pool, "GET", "/v1/models", None))[2] == b"you sent "
+        first, second = server.requests
+        lines = first.head.split(b"\r\n")
+        assert lines[0] == b"POST /base/x HTTP/1.1"
+        assert b"Host: 127.0.0.1:%d" % server.port in lines
+        assert {b"Content-Type: application/json", b"Authorization: Bearer k"} <= set(lines)
+        assert b"Content-Length: 7" in lines
+        assert second.head.startswith(b"GET /base/v1/models HTTP/1.1\r\n")
+        assert b"content-length" not in second.head.lower()
+        assert server.connections == 1
+        await pool.aclose()
+
+
+async def test_chunked_answer_streams_as_it_arrives() -> None:
+    go_on = asyncio.Event()
+
+    async def stream(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(chunk(b"data: 1\n\n") + chunk(b"data: 2\n\n"))
+        await writer.drain()
+        await go_on.wait()
+        writer.write(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with serving(stream) as server:
+        pool = pool_for(server)
+        resp = await request(pool, "POST", "/s", b"{}")
+        pieces = resp.iter_any()
+        assert await anext(pieces) == b"data: 1\n\ndata: 2\n\n"  # before the server goes on
+        go_on.set()
+        assert b"".join([p async for p in pieces]) == b"data: [DONE]\n\n"
+        assert resp.complete
+        resp.release()
+        go_on.clear()
+        go_on.set()
+        await fetch(pool, path="/s")  # the connection went back to the pool
+        assert server.connections == 1
+        await pool.aclose()
+
+
+async def test_body_until_close_is_read_whole_and_not_reused() -> None:
+    async def until_close(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        await writer.drain()
+        return False
+
+    async with serving(until_close) as server:
+        pool = pool_for(server)
+        assert (await fetch(pool))[2] == b"all of it"
+        assert (await fetch(pool))[2] == b"all of it"
+        assert server.connections == 2
+        await pool.aclose()
+
+
+async def test_head_answer_has_no_body() -> None:
+    async def head(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with serving(head) as server:
+        pool = pool_for(server)
+        status, headers, body = await asyncio.wait_for(fetch(pool, "HEAD", "/", None), 2)
+        assert (status, headers["content-length"], body) == (200, "99", b"")
+        await pool.aclose()
+
+
+async def test_refused_connection_is_a_connect_error() -> None:
+    async with serving(echo) as server:
+        port = server.port
+    pool = Pool(f"http://127.0.0.1:{port}", limit=4, connect_timeout=2, read_timeout=2, keepalive=5)
+    with pytest.raises(ConnectError):
+        await request(pool, "GET", "/", None)
+    with pytest.raises(ConnectError):  # and the failed attempt gave its slot back
+        await request(pool, "GET", "/", None)
+    assert pool._open == 0
+
+
+async def test_silent_server_is_a_read_timeout_before_and_during_the_answer() -> None:
+    async def silent(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        if seen.body == b"mid":
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(b"a"))
+            await writer.drain()
+        await asyncio.sleep(3)
+        return False
+
+    async with serving(silent) as server:
+        pool = pool_for(server, read_timeout=0.2)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(ReadTimeout):
+            await request(pool, "POST", "/", b"head")
+        assert loop.time() - start < 2
+        resp = await request(pool, "POST", "/", b"mid")
+        got = []
+        with pytest.raises(ReadTimeout):
+            async for piece in resp.iter_any():
+                got.append(piece)
+        assert got == [b"a"]
+        resp.release()
+        assert pool._open == 0  # both connections were dropped
+        await pool.aclose()
+
+
+async def test_a_connection_closed_while_idle_is_resent_once() -> None:
+    async def answer_then_close(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer(b"ok"))
+        await writer.drain()
+        return False  # close the keep-alive connection, as a server's idle timeout would
+
+    async with serving(answer_then_close) as server:
+        pool = pool_for(server)
+        assert (await fetch(pool))[2] == b"ok"
+        await asyncio.sleep(0.05)
+        assert (await fetch(pool))[2] == b"ok"
+        assert server.connections == 2
+        await pool.aclose()
+
+
+async def test_a_server_that_drops_every_request_fails_after_one_resend() -> None:
+    async def drop(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        if seen.conn == 1:
+            writer.write(answer(b"ok"))
+            await writer.drain()
+            return True
+        return False
+
+    async with serving(drop) as server:
+        pool = pool_for(server)
+        await fetch(pool)
+        server_conn = server.requests[0].conn
+        # the first connection now drops everything; so does every new one
+        server.behave = lambda seen, writer: asyncio.sleep(0, False)
+        with pytest.raises(ConnectionLost):
+            await fetch(pool)
+        assert server_conn == 1 and len(server.requests) == 3  # first, the stale try, one resend
+        await pool.aclose()
+
+
+async def test_pool_limit_queues_callers() -> None:
+    release = asyncio.Event()
+
+    async def slow(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        await release.wait()
+        writer.write(answer(seen.body))
+        await writer.drain()
+        return True
+
+    async with serving(slow) as server:
+        pool = pool_for(server, limit=2)
+        tasks = [asyncio.ensure_future(fetch(pool, body=b"%d" % i)) for i in range(6)]
+        await asyncio.sleep(0.1)
+        assert server.open_now == 2 and len(server.requests) == 2
+        release.set()
+        bodies = [b for _, _, b in await asyncio.gather(*tasks)]
+        assert bodies == [b"%d" % i for i in range(6)]
+        assert server.open_peak == 2 and server.connections == 2
+        await pool.aclose()
+
+
+async def test_close_drops_the_connection_so_the_server_sees_the_client_leave() -> None:
+    async def endless(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            while True:
+                writer.write(chunk(b"tok "))
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            return False
+
+    async with serving(endless) as server:
+        pool = pool_for(server)
+        resp = await request(pool, "POST", "/", b"{}")
+        assert await anext(resp.iter_any())
+        resp.close()
+        for _ in range(100):
+            if server.open_now == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert server.open_now == 0 and pool._open == 0
+        await pool.aclose()
+
+
+async def test_cancelled_request_frees_its_slot_and_closes_upstream() -> None:
+    async def never(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        if seen.body == b"never":
+            await asyncio.sleep(3)
+            return False
+        return await echo(seen, writer)
+
+    async with serving(never) as server:
+        pool = pool_for(server, limit=1)
+        task = asyncio.ensure_future(fetch(pool, body=b"never"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await asyncio.wait_for(fetch(pool, body=b"next"), 2))[2] == b"you sent next"
+        assert server.connections == 2
+        await pool.aclose()
+
+
+async def test_slow_reader_pauses_the_upstream_and_loses_nothing() -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB, well above the high-water mark
+
+    async def big(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(payload), 16384):
+            writer.write(chunk(payload[i : i + 16384]))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with serving(big) as server:
+        pool = pool_for(server)
+        resp = await request(pool, "POST", "/", b"{}")
+        conn = resp._conn
+        assert conn is not None
+        paused = False
+        for _ in range(200):
+            await asyncio.sleep(0.005)
+            paused = paused or conn.paused
+            if paused:
+                break
+        assert paused
+        got = b"".join([piece async for piece in resp.iter_any()])
+        assert got == payload and not conn.paused
+        resp.release()
+        assert (await fetch(pool))[2] == payload  # read() whole: taken as it comes, no stall
+        assert server.connections == 1
+        await pool.aclose()
+
+
+async def test_garbage_is_a_protocol_error() -> None:
+    async def garbage(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+        return False
+
+    async with serving(garbage) as server:
+        pool = pool_for(server)
+        with pytest.raises(ProtocolError):
+            await fetch(pool)
+        await pool.aclose()
+
+
+async def test_idle_connections_expire_after_keepalive() -> None:
+    async with serving(echo) as server:
+        pool = pool_for(server, keepalive=0.05)
+        await fetch(pool)
+        await asyncio.sleep(0.1)
+        await fetch(pool)
+        assert server.connections == 2
+        for _ in range(100):
+            if server.open_now == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert server.open_now == 1  # the expired one was closed, not left open
+        await pool.aclose()
+
+
+def test_only_http_urls() -> None:
+    with pytest.raises(ValueError):
+        Pool("ftp://x", limit=1, connect_timeout=1, read_timeout=1, keepalive=1)
