@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -36,10 +38,12 @@ class Router:
         self._seen: list[list[dict[str, Any]] | None] = []
         self._entries: list[ModelEntry] = []
         self._index: dict[str, ModelEntry] = {}
-        # A name found in a catalogue checked within the backends' cache time is answered
-        # without asking them again (the hot path resolves a name per request).
+        # A name found in the catalogue is answered from it at once (the hot path resolves a
+        # name per request); once the catalogue is older than the backends' cache time it is
+        # refreshed in the background, so no request waits on a model list.
         self._ttl = cache_ttl
         self._checked_at = float("-inf")
+        self._refresh: asyncio.Task[None] | None = None
 
     def _caps(self, base: frozenset[str] | None, *names: str) -> tuple[str, ...]:
         caps = set(base or {"completion"})
@@ -125,17 +129,45 @@ class Router:
         )
 
     async def resolve(self, name: str) -> ModelEntry | None:
-        """The entry serving ``name``; on a miss the catalogue is fetched again once."""
+        """The entry serving ``name``; on a miss the catalogue is fetched again once.
+
+        A known name is answered from the catalogue even when it is due for a refresh: the
+        refresh runs in the background (a busy vLLM can take seconds to list its models,
+        and every request would wait for it), and a model vLLM no longer serves gets vLLM's
+        own 404 meanwhile.
+        """
         key = normalize(name)
         if not key:
             return None
-        if time.monotonic() - self._checked_at < self._ttl:
-            entry = self._index.get(key)
-            if entry is not None:
-                return entry
+        entry = self._index.get(key)
+        if entry is not None:
+            if time.monotonic() - self._checked_at >= self._ttl:
+                self._refresh_in_background()
+            return entry
         await self.catalogue()
         entry = self._index.get(key)
         if entry is None:
             await self.catalogue(refresh=True)
             entry = self._index.get(key)
         return entry
+
+    def _refresh_in_background(self) -> None:
+        if self._refresh is not None and not self._refresh.done():
+            return
+        self._checked_at = time.monotonic()  # one refresh per cache period, even if it fails
+        self._refresh = asyncio.get_running_loop().create_task(self._background_refresh())
+
+    async def _background_refresh(self) -> None:
+        try:
+            await self.catalogue()
+        except OllamaError as exc:
+            log.warning("model list refresh failed: %s", exc.message)
+        except Exception as exc:  # a background task must not die unheard
+            log.error("model list refresh failed: %r", exc, exc_info=exc)
+
+    async def aclose(self) -> None:
+        """Stop a background refresh still running."""
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh

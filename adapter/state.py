@@ -58,6 +58,7 @@ class AppState:
         return next((b for b in self.vllm if b.name == entry.backend), None)
 
     async def aclose(self) -> None:
+        await self.router.aclose()
         for backend in self.vllm:
             await backend.aclose()
         if self.ollama is not None:

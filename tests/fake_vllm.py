@@ -95,6 +95,8 @@ class FakeVLLM:
     stream_delay: float = 0.0
     cancelled: int = 0
     slow_answer: float = 0.0
+    #: When set, ``/v1/models`` answers only once the event is set (a busy vLLM).
+    models_gate: asyncio.Event | None = None
     """Seconds to wait before answering at all (headers included)."""
     drop_next: int = 0
     """Close the connection on this many coming requests without answering (a server that
@@ -196,6 +198,8 @@ class FakeVLLM:
                 return httpx.Response(404, content=b'{"detail":"Not Found"}')
             return httpx.Response(200, content=orjson.dumps(embeddings_answer(body)))
         if path == "/v1/models":
+            if self.models_gate is not None:
+                await self.models_gate.wait()
             return httpx.Response(200, content=self.models_json(request.url.host))
         if path == "/health":
             return httpx.Response(200)

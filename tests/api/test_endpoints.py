@@ -410,3 +410,22 @@ async def test_a_silent_upstream_times_out_with_a_clear_error(fake: FakeVLLM) ->
         fake.slow_answer = 0.0
         fake.stream_delay = 0.0
         assert (await c.post("/api/chat", json={**CHAT, "stream": False})).status_code == 200
+
+
+async def test_a_slow_model_list_never_holds_up_generation(fake: FakeVLLM) -> None:
+    """Once a name is known, the catalogue's refresh runs beside the requests: a busy vLLM
+    that takes seconds to list its models must not stall every generation meanwhile."""
+    settings = Settings(vllm_url=await fake.url(), models_cache_ttl=0.05, probe_capabilities=False)
+    quick = {**CHAT, "stream": False}
+    async for c in serve(settings):
+        assert (await c.post("/api/chat", json=quick)).status_code == 200
+        await asyncio.sleep(0.1)  # the catalogue is now due for a refresh
+        fake.models_gate = asyncio.Event()
+        listed = sum(p == "/v1/models" for p, _ in fake.requests)
+        for _ in range(3):
+            resp = await asyncio.wait_for(c.post("/api/chat", json=quick), 10)
+            assert resp.status_code == 200
+        assert sum(p == "/v1/models" for p, _ in fake.requests) == listed + 1  # one refresh
+        fake.models_gate.set()
+        await asyncio.sleep(0.05)
+        assert (await c.get("/api/tags")).status_code == 200
