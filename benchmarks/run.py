@@ -20,6 +20,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -263,9 +264,40 @@ class Bench:
         a = self.a
         ad = self.adapter(a.real_vllm, 1, "real")
         for conc in parse_cpus(a.real_concurrency):
-            for _ in range(a.real_rounds):
+            for i in range(a.real_rounds):
+                if a.real_paired:
+                    self.real_pair(local(ad.port), ad, conc, i)
+                    continue
                 self.real_cell("direct", a.real_vllm, None, conc)
                 self.real_cell("adapter", local(ad.port), ad, conc)
+
+    def real_pair(self, adapter_url: str, srv: procs.Server, conc: int, round_no: int) -> None:
+        """Direct and adapter streams at the same time, half the concurrency each.
+
+        Both halves share every vLLM batch, so a stall of the server (frequent on a small CPU
+        machine) slows both alike; any difference left is what the adapter adds. Each half
+        counts the tokens of the requests it completed within the same time window.
+        """
+        a = self.a
+        kw: dict[str, Any] = {"tokens": a.real_tokens, "real": True, "timeout": 300.0}
+        kw.update(warmup=a.warmup, duration=a.duration)
+        half = max(conc // 2, 1)
+        with ThreadPoolExecutor(2) as pool:
+            direct = pool.submit(self.load, a.real_vllm, "openai", "chat", True, half, **kw)
+            with procs.MemSampler(srv.pid) as mem:
+                res = self.load(adapter_url, "ollama", "chat", True, half, **kw)
+            legs = {"direct": direct.result(), "adapter": res}
+        for target, r in legs.items():
+            print(
+                f"paired {target:<8} c{half:<4} {r['tokens_per_s']:>9.1f} tok/s "
+                f"ttft p50 {r['ttfc_p50_ms']} ms errors {r['errors']}",
+                flush=True,
+            )
+            row: dict[str, Any] = {"target": target, "workers": 1 if target == "adapter" else 0}
+            row.update(endpoint="chat", stream=True, concurrency=half, warmup_s=a.warmup)
+            row.update(paired=round_no, pair_concurrency=conc)
+            row["server_rss_peak_mib"] = round(mem.peak_kib / MIB, 1) if target == "adapter" else None
+            self.cells.append({**row, **r})
 
     def real_cell(self, target: str, url: str, srv: procs.Server | None, conc: int) -> None:
         """One real-vLLM cell (shape/count checks only; RSS for the adapter)."""
@@ -350,9 +382,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--real-requests", type=int, default=48, help="requests per real cell")
     p.add_argument("--real-concurrency", default="16")
     p.add_argument("--real-rounds", type=int, default=2, help="alternating direct/adapter runs")
+    p.add_argument(
+        "--real-paired",
+        action="store_true",
+        help="run direct and adapter streams at once (half the concurrency each, --duration s)",
+    )
     a = p.parse_args(argv)
     if a.duration is None:
-        a.duration = 600.0 if a.real_vllm else 3.0
+        a.duration = 10.0 if a.real_paired else 600.0 if a.real_vllm else 3.0
     if not a.name:
         kind = "real" if a.real_vllm else "capacity" if a.capacity else "matrix"
         a.name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
