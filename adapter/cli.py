@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings(argv)
     import uvicorn
 
+    from adapter.server import AdapterHttpProtocol
+
     logging.basicConfig(
         level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -109,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=settings.log_level,
         access_log=settings.log_level in ("debug", "trace"),
         loop="auto",
-        http="auto",
+        http=AdapterHttpProtocol,
         timeout_keep_alive=75,
         backlog=4096,
     )
