@@ -284,7 +284,12 @@ def markdown(doc: Row) -> str:
         f"Linux {m['kernel']}, Python {m['python']}.",
         f"Adapter CPUs `{cfg['adapter_cpus']}`, client CPUs (fake upstream + load generator) "
         f"`{cfg['client_cpus']}`{'' if cfg['pin'] else ' (not pinned)'}; "
-        f"{cfg['duration']} s measured per cell after {cfg['warmup']} s warm-up.",
+        f"{cfg['duration']} s measured per cell after {cfg['warmup']} s warm-up."
+        + (
+            " Idle CPUs kept awake (`/dev/cpu_dma_latency` held at 0)."
+            if cfg.get("keep_cpus_awake")
+            else ""
+        ),
         "",
         f"Reproduce: `{doc['command']}`",
         "",

@@ -296,7 +296,9 @@ class Bench:
             row: dict[str, Any] = {"target": target, "workers": 1 if target == "adapter" else 0}
             row.update(endpoint="chat", stream=True, concurrency=half, warmup_s=a.warmup)
             row.update(paired=round_no, pair_concurrency=conc)
-            row["server_rss_peak_mib"] = round(mem.peak_kib / MIB, 1) if target == "adapter" else None
+            row["server_rss_peak_mib"] = (
+                round(mem.peak_kib / MIB, 1) if target == "adapter" else None
+            )
             self.cells.append({**row, **r})
 
     def real_cell(self, target: str, url: str, srv: procs.Server | None, conc: int) -> None:
@@ -383,6 +385,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--real-concurrency", default="16")
     p.add_argument("--real-rounds", type=int, default=2, help="alternating direct/adapter runs")
     p.add_argument(
+        "--keep-cpus-awake",
+        action="store_true",
+        help="hold /dev/cpu_dma_latency at 0 during the run (idle CPUs poll instead of halting)",
+    )
+    p.add_argument(
         "--real-paired",
         action="store_true",
         help="run direct and adapter streams at once (half the concurrency each, --duration s)",
@@ -400,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: exit status 1 when any reply failed its checks."""
     a = parse_args(argv)
     procs.raise_nofile()
+    awake = procs.keep_cpus_awake() if a.keep_cpus_awake else None
     bench = Bench(a)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.monotonic()
@@ -412,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.fake_matrix()
     finally:
         bench.stop_all()
+        if awake is not None:
+            os.close(awake)
     doc = {
         "name": a.name,
         "mode": "real" if a.real_vllm else "capacity" if a.capacity else "matrix",
