@@ -1,10 +1,10 @@
 """Upstream HTTP clients side by side: what the adapter's client library costs per request/chunk.
 
-Each client (httpx, httpcore, aiohttp, and the benchmarks' raw asyncio client as a floor) runs
-alone in a process pinned to one CPU against the fake upstream on another, 16 concurrent
-requests, non-streaming and streaming (100 SSE events, split into lines and JSON-decoded), for
-a few seconds. Reported: requests/s, chunks/s and the client process's CPU µs per request and
-per chunk. Writes benchmarks/results/clients-<name>.{md,json}.
+Each client (httpx, httpcore, aiohttp, the adapter's own, and the benchmarks' raw asyncio client
+as a floor) runs alone in a process pinned to one CPU against the fake upstream on another, 16
+concurrent requests, non-streaming and streaming (100 SSE events, split into lines and
+JSON-decoded), for a few seconds. Reported: requests/s, chunks/s and the client process's CPU
+µs per request and per chunk. Writes benchmarks/results/clients-<name>.{md,json}.
 
     .venv/bin/python -m benchmarks.clients [--duration 3] [--concurrency 16,64]
 """
@@ -142,6 +142,29 @@ async def make_aiohttp(url: str, conc: int, stream: bool, lines: bool) -> tuple[
     return call, session.close
 
 
+async def make_adapter(url: str, conc: int, stream: bool) -> tuple[OneCall, Any]:
+    """The adapter's own upstream client (adapter/backends/httpclient.py)."""
+    from adapter.backends.httpclient import Pool, request
+
+    pool = Pool(url, limit=conc, connect_timeout=5, read_timeout=30, keepalive=4, headers=HEADERS)
+    data = body(stream)
+
+    async def call() -> int:
+        r = await request(pool, "POST", "/v1/chat/completions", data)
+        try:
+            if not stream:
+                loads(await r.read())
+                return 0
+            sp, n = Splitter(), 0
+            async for chunk in r.iter_any():
+                n += count_events(sp.feed(chunk))
+            return n
+        finally:
+            r.release()
+
+    return call, pool.aclose
+
+
 class RawSink:
     """Minimal sink for the raw client: split and decode like the others."""
 
@@ -196,6 +219,7 @@ async def drive(kind: str, url: str, conc: int, stream: bool, duration: float) -
         "aiohttp lines": lambda: make_aiohttp(url, conc, stream, True),
         "aiohttp iter_any": lambda: make_aiohttp(url, conc, stream, False),
         "raw asyncio": lambda: make_raw(url, conc, stream),
+        "adapter httpclient": lambda: make_adapter(url, conc, stream),
     }
     call, close = await factories[kind]()
     state = {"reqs": 0, "chunks": 0, "errors": 0, "measure": False}
@@ -261,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     kinds = ["raw asyncio", "httpx aiter_raw", "httpx aiter_lines", "httpcore"]
-    kinds += ["aiohttp iter_any", "aiohttp lines"]
+    kinds += ["aiohttp iter_any", "aiohttp lines", "adapter httpclient"]
     try:
         url = f"http://127.0.0.1:{procs.wait_ready_line(up)}"
         ctx = mp.get_context("spawn")

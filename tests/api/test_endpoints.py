@@ -429,3 +429,20 @@ async def test_a_slow_model_list_never_holds_up_generation(fake: FakeVLLM) -> No
         fake.models_gate.set()
         await asyncio.sleep(0.05)
         assert (await c.get("/api/tags")).status_code == 200
+
+
+async def test_a_whole_stream_in_one_read_is_relayed_in_order(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    """A fast vLLM (or a slow reader) hands the relay many events at once, the first token
+    far from the start of the read: every token still leaves, once, in order."""
+    events = [chat_chunk({"role": "assistant", "content": ""})]
+    events += [chat_chunk({"content": ""}) for _ in range(12)]
+    events += [chat_chunk({"content": f"t{i} "}) for i in range(40)]
+    events += [chat_chunk({}, "stop"), usage_chunk(5, 40)]
+    payload = sse(events)
+    fake.chunk_size = len(payload)
+    fake.handler = lambda req, body: fake.stream(payload) if "chat" in req.url.path else None
+    lines = ndjson(await client.post("/api/chat", json=CHAT))
+    assert [line["message"]["content"] for line in lines[:-1]] == [f"t{i} " for i in range(40)]
+    assert lines[-1]["done"] is True and lines[-1]["eval_count"] == 40

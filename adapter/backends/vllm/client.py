@@ -26,6 +26,10 @@ log = logging.getLogger("adapter.vllm")
 #: dropping the connection instead of reusing it.
 DRAIN_SECONDS = 1.0
 
+#: Lines split off a stream's buffer at a time before its first line has left (vLLM's first
+#: event carries only the role; the first token is in the second).
+FIRST_SPLIT = 8
+
 
 class VLLMBackend:
     """Serves Ollama chat and generate requests from a vLLM server."""
@@ -259,32 +263,38 @@ class NDJSONRelay:
                 buf = buf + data if buf else data
                 if b"\n" not in data:
                     continue
-                lines = buf.split(b"\n")
-                buf = lines.pop()
                 out = []
                 try:
-                    for line in lines:
-                        if not line.startswith(b"data:"):
-                            continue
-                        payload = line[5:].strip()
-                        if payload == b"[DONE]":
-                            # The last line leaves with what came before it, and the end
-                            # of the body with it; then the upstream answer is read out so
-                            # its connection can serve the next request.
-                            out.append(self._final())
-                            self.ended = True
-                            yield b"".join(out)
-                            await self._drain()
-                            return
-                        piece = feed(loads(payload))
-                        if piece:
-                            if first:
-                                # The first line leaves at once (time to first token);
-                                # the rest of what arrived together leaves as one write.
-                                first = False
-                                yield piece
-                            else:
-                                out.append(piece)
+                    while True:
+                        # Until the first line has left, split off a few lines at a time:
+                        # splitting a large first read whole would hold the first token.
+                        limited = first
+                        lines = buf.split(b"\n", FIRST_SPLIT) if limited else buf.split(b"\n")
+                        buf = lines.pop()
+                        for line in lines:
+                            if not line.startswith(b"data:"):
+                                continue
+                            payload = line[5:].strip()
+                            if payload == b"[DONE]":
+                                # The last line leaves with what came before it, and the
+                                # end of the body with it; then the upstream answer is read
+                                # out so its connection can serve the next request.
+                                out.append(self._final())
+                                self.ended = True
+                                yield b"".join(out)
+                                await self._drain()
+                                return
+                            piece = feed(loads(payload))
+                            if piece:
+                                if first:
+                                    # The first line leaves at once (time to first token);
+                                    # the rest of what arrived together leaves as one write.
+                                    first = False
+                                    yield piece
+                                else:
+                                    out.append(piece)
+                        if not (limited and b"\n" in buf):
+                            break
                 except OllamaError as exc:
                     out.append(translate.error_line(exc.message))
                     yield b"".join(out)
