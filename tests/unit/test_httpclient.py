@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -398,3 +401,41 @@ async def test_idle_connections_expire_after_keepalive() -> None:
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError):
         Pool("ftp://x", limit=1, connect_timeout=1, read_timeout=1, keepalive=1)
+
+
+@pytest.fixture
+def tls_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for ``localhost`` and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+    args += ["-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_upstream_with_a_private_ca(
+    tls_cert: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM behind TLS: the certificate is checked against the trust store, which
+    ``SSL_CERT_FILE`` extends with a private CA (as in the deployment guide)."""
+    cert, key = tls_cert
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server = Server(echo)
+    srv = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=server_ctx)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        untrusted = Pool(
+            f"https://localhost:{port}", limit=2, connect_timeout=2, read_timeout=2, keepalive=5
+        )
+        with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await request(untrusted, "GET", "/", None)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        pool = Pool(
+            f"https://localhost:{port}", limit=2, connect_timeout=2, read_timeout=2, keepalive=5
+        )
+        status, _, body = await fetch(pool, body=b"secret")
+        assert (status, body) == (200, b"you sent secret")
+        await pool.aclose()
+    finally:
+        srv.close()
