@@ -92,6 +92,10 @@ class NDJSONStream(Response):
                     start = {}
                 ended = getattr(stream, "ended", False)
                 await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+                if ended:
+                    # The client has its whole answer (and uvicorn now answers receive()
+                    # with a disconnect): the relay finishes reading the upstream unwatched.
+                    watch.stop()
             if start:
                 await send(start)
             if not ended:
@@ -149,8 +153,10 @@ class DisconnectWatch:
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         if self._watcher is not None:
             self._watcher.cancel()
+            self._watcher = None
 
 
 class ClientDisconnected(Exception):

@@ -75,3 +75,46 @@ async def test_complete_stream_ends_the_body_and_closes() -> None:
     assert [m.get("body") for m in sent[1:]] == [b"x\n", b""]
     assert sent[-1]["more_body"] is False
     assert upstream.closed
+
+
+async def test_finishing_the_upstream_after_the_last_line_is_not_a_disconnect() -> None:
+    """After the last line the relay reads the rest of vLLM's answer (so the connection is
+    reused). uvicorn answers ``receive()`` with ``http.disconnect`` once a response is
+    complete; that must not cancel the relay's read nor count as a client leaving."""
+
+    class Ending:
+        ended = False
+        drained = False
+        closed = False
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"a\n"
+            await asyncio.sleep(0.08)  # long enough for the disconnect watcher to start
+            self.ended = True
+            yield b"last\n"
+            await asyncio.sleep(0.02)  # reading the end of vLLM's answer
+            self.drained = True
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    upstream = Ending()
+    sent: list[dict[str, Any]] = []
+    complete = asyncio.Event()
+    disconnected: list[bool] = []
+
+    async def receive() -> dict[str, Any]:
+        await complete.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message.get("more_body") is False:
+            complete.set()  # as uvicorn: the response is complete
+
+    response = NDJSONStream(upstream, on_disconnect=lambda: disconnected.append(True))
+    await asyncio.wait_for(response({"type": "http"}, receive, send), 2)
+    assert [m.get("body") for m in sent[1:]] == [b"a\n", b"last\n"]
+    assert sent[-1]["more_body"] is False
+    assert upstream.drained and upstream.closed
+    assert disconnected == []
