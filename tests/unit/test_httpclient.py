@@ -168,8 +168,6 @@ async def test_chunked_answer_streams_as_it_arrives() -> None:
         assert b"".join([p async for p in pieces]) == b"data: [DONE]\n\n"
         assert resp.complete
         resp.release()
-        go_on.clear()
-        go_on.set()
         await fetch(pool, path="/s")  # the connection went back to the pool
         assert server.connections == 1
         await pool.aclose()
