@@ -47,6 +47,28 @@ def keep_cpus_awake() -> int:
     return fd
 
 
+def vllm_cpus() -> dict[str, str]:
+    """CPU affinity of every local vLLM process (API server, engine core, workers), by name.
+
+    Recorded with real-vLLM runs: on a small machine, where vLLM's processes run decides
+    whether the adapter gets a CPU of its own (docs/performance.md).
+    """
+    out: dict[str, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes()
+            comm = (d / "comm").read_text().strip()
+            cpus = sorted(os.sched_getaffinity(int(d.name)))
+        except OSError:
+            continue
+        if b"vllm.entrypoints" in cmd or comm.startswith("VLLM::"):
+            name = comm if comm.startswith("VLLM::") else "api_server"
+            out[f"{name} {d.name}"] = ",".join(map(str, cpus))
+    return out
+
+
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
     """GET http://127.0.0.1:port/path (no proxies)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)

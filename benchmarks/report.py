@@ -273,6 +273,33 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
+def _layout(doc: Row) -> str:
+    """Where each process ran and how long each cell measured."""
+    cfg = doc["config"]
+    pin = "" if cfg["pin"] else " (not pinned)"
+    if doc["mode"] != "real":
+        return (
+            f"Adapter CPUs `{cfg['adapter_cpus']}`, client CPUs (fake upstream + load generator) "
+            f"`{cfg['client_cpus']}`{pin}; "
+            f"{cfg['duration']} s measured per cell after {cfg['warmup']} s warm-up."
+        )
+    if cfg.get("real_paired"):
+        work = f"{cfg['duration']} s measured per round after {cfg['warmup']} s warm-up."
+    else:
+        work = f"{cfg['real_requests']} requests per cell (direct, then adapter, each round)."
+    found = doc.get("vllm_cpus")
+    where = (
+        "CPUs of its processes: " + ", ".join(f"{k} `{v}`" for k, v in sorted(found.items()))
+        if found
+        else "its CPUs not recorded"
+    )
+    return (
+        f"Real vLLM at `{cfg['real_vllm']}` ({where}); adapter "
+        f"CPUs `{cfg['adapter_cpus']}`, load generator CPUs `{cfg['client_cpus']}`{pin}; "
+        f"{cfg['real_tokens']} max tokens per request; {work}"
+    )
+
+
 def markdown(doc: Row) -> str:
     """The human-readable report."""
     m = doc["machine"]
@@ -282,9 +309,7 @@ def markdown(doc: Row) -> str:
         "",
         f"Started {doc['started']}, {doc['wall_s']} s. Machine: {m['cpu']}, {m['cpus']} CPUs, "
         f"Linux {m['kernel']}, Python {m['python']}.",
-        f"Adapter CPUs `{cfg['adapter_cpus']}`, client CPUs (fake upstream + load generator) "
-        f"`{cfg['client_cpus']}`{'' if cfg['pin'] else ' (not pinned)'}; "
-        f"{cfg['duration']} s measured per cell after {cfg['warmup']} s warm-up."
+        _layout(doc)
         + (
             " Idle CPUs kept awake (`/dev/cpu_dma_latency` held at 0)."
             if cfg.get("keep_cpus_awake")

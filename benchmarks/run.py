@@ -262,6 +262,7 @@ class Bench:
     def real(self) -> None:
         """Real vLLM: tokens/s and time to first token, direct vs through the adapter."""
         a = self.a
+        self.extra["vllm_cpus"] = procs.vllm_cpus()
         ad = self.adapter(a.real_vllm, 1, "real")
         for conc in parse_cpus(a.real_concurrency):
             for i in range(a.real_rounds):

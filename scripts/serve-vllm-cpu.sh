@@ -34,6 +34,11 @@
 #                       instead of a generative one (then no tool/structured-output flags)
 #   VLLM_EXTRA_ARGS     extra arguments appended to the command line (word-split)
 #   VLLM_VENV           the vLLM venv (default <repo>/.venv-vllm)
+#   VLLM_CPUS           CPUs for the whole server (taskset -c list, e.g. 0 or 0-5); its OpenMP
+#                       compute threads bind to the same list (VLLM_CPU_OMP_THREADS_BIND, unless
+#                       set). Default: every CPU, with vLLM's own binding, which puts the compute
+#                       thread on one CPU and leaves the others to its scheduler and API server.
+#                       The real-vLLM benchmark uses it to give the adapter a CPU of its own.
 #   VLLM_CPU_KVCACHE_SPACE  KV cache in whole GiB (default: 1 for other models; the tiny
 #                       model gets VLLM_KV_CACHE_BYTES, default 64 MiB, see below)
 set -euo pipefail
@@ -117,10 +122,15 @@ fi
 # This script's own settings are not vLLM's: VLLM_PORT in particular is vLLM's base port for
 # its internal sockets (it would collide with the HTTP port), and vLLM warns about unknown
 # VLLM_* variables. Drop them from the server's environment.
-unset VLLM_PORT VLLM_HOST VLLM_MODEL VLLM_RUNNER VLLM_TOOL_PARSER VLLM_REASONING_PARSER \
+launcher=()
+if [[ -n "${VLLM_CPUS:-}" ]]; then
+    export VLLM_CPU_OMP_THREADS_BIND="${VLLM_CPU_OMP_THREADS_BIND:-${VLLM_CPUS}}"
+    launcher=(taskset -c "${VLLM_CPUS}")
+fi
+unset VLLM_CPUS VLLM_PORT VLLM_HOST VLLM_MODEL VLLM_RUNNER VLLM_TOOL_PARSER VLLM_REASONING_PARSER \
     VLLM_EXTRA_ARGS VLLM_MAX_MODEL_LEN VLLM_MAX_NUM_SEQS VLLM_KV_CACHE_BYTES VLLM_VENV \
     VLLM_PYTHON VLLM_TORCH_INDEX_URL VLLM_STARTUP_TIMEOUT VLLM_TEST_URL \
     VLLM_TEST_REASONING_URL VLLM_TEST_EMBED_URL
 
-echo "serve-vllm-cpu: ${VENV}/bin/python -m vllm.entrypoints.openai.api_server ${args[*]}" >&2
-exec "${VENV}/bin/python" -m vllm.entrypoints.openai.api_server "${args[@]}"
+echo "serve-vllm-cpu: ${launcher[*]} ${VENV}/bin/python -m vllm.entrypoints.openai.api_server ${args[*]}" >&2
+exec "${launcher[@]}" "${VENV}/bin/python" -m vllm.entrypoints.openai.api_server "${args[@]}"
