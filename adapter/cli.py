@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -91,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings(argv)
     import uvicorn
 
+    from adapter import supervisor
     from adapter.server import AdapterHttpProtocol
 
     logging.basicConfig(
@@ -102,8 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Workers share their metrics through files, so /metrics adds them all up; the
         # variable must be set before any worker imports prometheus_client.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="vllm-adapter-metrics-")
-    uvicorn.run(
-        "adapter.app:app_from_env",
+    options: dict[str, Any] = dict(
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -115,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         timeout_keep_alive=75,
         backlog=4096,
     )
+    if settings.workers > 1 and supervisor.available():
+        # One listening socket per worker, so connections are spread over all of them.
+        sys.exit(supervisor.run(uvicorn.Config("adapter.app:app_from_env", **options)))
+    uvicorn.run("adapter.app:app_from_env", **options)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,30 @@
-"""Several worker processes behave as one server: /metrics adds every worker up.
+"""Several worker processes behave as one server.
 
-Without that, each scrape would show whichever worker answered it: 40 requests spread
-over two workers would read as two different totals.
+/metrics adds every worker up: without that, each scrape would show whichever worker
+answered it. Each worker accepts on a socket of its own, so a burst of keep-alive connections
+is spread over all of them (with one shared socket, one worker took 59 of 64). A worker that
+dies is replaced on the same socket without a refused connection; SIGTERM stops them all.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.adapter_proc import REPO_ROOT, free_port, running_adapter
+from tests.support import procfs
+from tests.support.adapter_proc import REPO_ROOT, adapter_process, free_port, running_adapter
+
+CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +86,93 @@ def test_two_workers_answer_and_report_metrics_together(fake_upstream: str) -> N
                 assert match, text[:2000]
                 totals.add(float(match.group(1)))
     assert totals == {40.0}
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def _wait_for_workers(supervisor: int, n: int, timeout: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = procfs.workers(supervisor)
+        if len(pids) == n:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"expected {n} workers, found {procfs.workers(supervisor)}")
+
+
+def test_each_worker_accepts_on_its_own_socket_and_gets_a_share(fake_upstream: str) -> None:
+    with adapter_process(fake_upstream, args=["--workers", "2"]) as (url, proc):
+        port = _port(url)
+        pids = _wait_for_workers(proc.pid, 2)
+        held = procfs.sockets_by_pid(port, [proc.pid, *pids])
+        listening = [held[p].get(procfs.LISTEN, set()) for p in pids]
+        assert all(len(s) == 1 for s in listening), held
+        assert listening[0] != listening[1]  # two sockets, not one shared
+        assert held[proc.pid][procfs.LISTEN] == listening[0] | listening[1]
+
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(64)]
+        try:
+            for c in conns:
+                c.sendall(b"GET /api/version HTTP/1.1\r\nhost: t\r\n\r\n")
+            for c in conns:
+                assert c.recv(4096).startswith(b"HTTP/1.1 200")
+            held = procfs.sockets_by_pid(port, pids)
+            per_worker = [procfs.counts(held[p])[procfs.ESTABLISHED] for p in pids]
+        finally:
+            for c in conns:
+                c.close()
+    # The kernel hashes connections over the two sockets: 32 +- 4 each; 16 is 4 sigma off.
+    assert sum(per_worker) == 64, per_worker
+    assert min(per_worker) >= 16, per_worker
+
+
+def test_a_dead_worker_is_replaced_and_no_connection_is_refused(fake_upstream: str) -> None:
+    with adapter_process(fake_upstream, args=["--workers", "2"]) as (url, proc):
+        before = _wait_for_workers(proc.pid, 2)
+        os.kill(before[0], signal.SIGKILL)
+        # Connections hashed to the dead worker's socket wait in its backlog (the supervisor
+        # keeps the socket) until the replacement accepts them.
+        for _ in range(20):
+            r = httpx.post(
+                f"{url}/api/chat", json=CHAT, headers={"Connection": "close"}, timeout=30
+            )
+            assert r.status_code == 200
+        after = _wait_for_workers(proc.pid, 2)
+        assert before[1] in after and before[0] not in after
+        held = procfs.sockets_by_pid(_port(url), after)
+        assert all(len(held[p].get(procfs.LISTEN, set())) == 1 for p in after), held
+
+
+def test_sigterm_stops_the_supervisor_and_every_worker(fake_upstream: str) -> None:
+    with adapter_process(fake_upstream, args=["--workers", "2"]) as (url, proc):
+        pids = _wait_for_workers(proc.pid, 2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        for pid in pids:
+            assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url, timeout=2)
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor() -> None:
+    """No restart loop: an app that fails to load ends the process with uvicorn's code 3."""
+    code = (
+        "import sys, uvicorn; from adapter import supervisor; "
+        "sys.exit(supervisor.run(uvicorn.Config('no_such_module:app', host='127.0.0.1', "
+        "port=0, workers=2)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, timeout=60
+    )
+    assert done.returncode == 3, done.stderr.decode()[-2000:]
+    assert b"failed to start" in done.stderr
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"

@@ -47,6 +47,15 @@ def running_adapter(
     vllm_url: str, *, env: Mapping[str, str] | None = None, args: list[str] | None = None
 ) -> Iterator[str]:
     """Start the adapter in front of ``vllm_url``; yield its base URL; stop it after."""
+    with adapter_process(vllm_url, env=env, args=args) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def adapter_process(
+    vllm_url: str, *, env: Mapping[str, str] | None = None, args: list[str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Like :func:`running_adapter`, and yield the process too."""
     port = free_port()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"adapter-{port}.log"
@@ -64,7 +73,7 @@ def running_adapter(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, log)
-        yield url
+        yield url, proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
