@@ -185,6 +185,79 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def worker_pids(pid: int, workers: int) -> list[int]:
+    """The adapter's request-serving processes: the master itself for one worker, else its
+    spawned children (uvicorn's supervisor serves nothing; the resource tracker is left out)."""
+    if workers <= 1:
+        return [pid]
+    out = []
+    for p in tree(pid)[1:]:
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmd and b"resource_tracker" not in cmd:
+            out.append(p)
+    return out
+
+
+class CpuQuota:
+    """A CPU-time cap per process (cgroup v1 ``cpu`` or cgroup v2 ``cpu.max``; needs root).
+
+    Each process gets a cgroup of its own limited to ``share`` of one CPU, enforced over a
+    10 ms period. Used to emulate "one core per worker" for the ``--workers`` scaling run
+    on a machine with fewer cores than the run needs. ``close()`` removes the cgroups once
+    their processes have exited.
+    """
+
+    PERIOD_US = 10_000
+    V1 = Path("/sys/fs/cgroup/cpu")
+    V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self, tag: str, share: float) -> None:
+        self.tag = tag
+        self.quota_us = max(int(share * self.PERIOD_US), 1000)
+        self.groups: list[Path] = []
+        if (self.V1 / "cpu.cfs_quota_us").exists():
+            self.root = self.V1
+        elif "cpu" in _read(self.V2 / "cgroup.controllers").split():
+            self.root = self.V2
+            if "cpu" not in _read(self.V2 / "cgroup.subtree_control").split():
+                (self.V2 / "cgroup.subtree_control").write_text("+cpu")
+        else:
+            raise RuntimeError("no cgroup cpu controller (cgroup v1 cpu or v2 cpu.max) found")
+
+    def add(self, pid: int) -> None:
+        """Put ``pid`` (all its threads) in a new cgroup capped at the share."""
+        g = self.root / f"bench-{self.tag}-{pid}"
+        g.mkdir(exist_ok=True)
+        if self.root == self.V1:
+            (g / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (g / "cpu.cfs_quota_us").write_text(str(self.quota_us))
+        else:
+            (g / "cpu.max").write_text(f"{self.quota_us} {self.PERIOD_US}")
+        (g / "cgroup.procs").write_text(str(pid))
+        self.groups.append(g)
+
+    def close(self) -> None:
+        """Remove the cgroups (their processes must have exited)."""
+        for g in self.groups:
+            for _ in range(50):
+                try:
+                    g.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        self.groups.clear()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def mem_kib(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of one process in KiB; zeros when it is gone."""
     rss = hwm = 0

@@ -46,6 +46,7 @@ class Bench:
         self.logdir = RESULTS / f"{a.name}.logs"
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.servers: list[procs.Server] = []
+        self.quotas: list[procs.CpuQuota] = []
         self.cells: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
 
@@ -83,6 +84,14 @@ class Bench:
         self.servers.append(srv)
         srv.port = port
         procs.wait_http(srv, port, "/", b"Ollama is running")
+        if self.a.worker_cpu_quota:
+            quota = procs.CpuQuota(tag, self.a.worker_cpu_quota)
+            self.quotas.append(quota)
+            pids = procs.worker_pids(srv.pid, workers)
+            if len(pids) != workers:
+                raise RuntimeError(f"found {len(pids)} worker processes, expected {workers}")
+            for pid in pids:
+                quota.add(pid)
         return srv
 
     def stop_all(self) -> None:
@@ -90,6 +99,9 @@ class Bench:
         for srv in reversed(self.servers):
             srv.stop()
         self.servers.clear()
+        for quota in self.quotas:
+            quota.close()
+        self.quotas.clear()
 
     # -- load ------------------------------------------------------------------------------
     def load(self, url: str, api: str, endpoint: str, stream: bool, conc: int, **kw: Any) -> Any:
@@ -360,6 +372,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tags-concurrency", type=int, default=16)
     p.add_argument("--chunks", type=int, default=100, help="chunks per streamed reply")
     p.add_argument("--workers", default="1", help="adapter --workers values, e.g. 1,2")
+    p.add_argument(
+        "--worker-cpu-quota",
+        type=float,
+        default=0.0,
+        help="cap each adapter worker at this share of one CPU (cgroup, root), to emulate a\n"
+        "core per worker for --workers scaling on a small machine, e.g. 0.25",
+    )
     p.add_argument("--adapter-cpus", default="0")
     p.add_argument("--client-cpus", default="1", help="fake upstream + load generator")
     p.add_argument("--no-pin", dest="pin", action="store_false")
