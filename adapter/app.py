@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> AdapterApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState.build(settings)
         app.state.adapter = state
-        log.info("adapter ready, vLLM at %s", settings.vllm_url)
+        log.info("adapter ready, vLLM at %s", ", ".join(b.url for b in state.vllm))
         try:
             yield
         finally:

@@ -12,23 +12,47 @@ What it does: keep-alive connections per upstream, at most ``max_connections`` o
 wait beyond that); idle ones dropped after ``keepalive`` seconds; a request that meets a
 pooled connection the server closed while idle is sent once more; a read timeout between
 bytes; reading paused while a streamed answer's consumer is behind; ``close()`` on an
-answer drops its connection, which is how vLLM learns to abort the request.
+answer drops its connection, which is how vLLM learns to abort the request. Credentials in
+the URL (``http://user:pass@host``) are sent as HTTP Basic auth, unless the caller gives an
+``Authorization`` header of its own; :func:`public_url` is the URL to show anywhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httptools
 
 #: A streamed answer's unread bytes above which reading from the server pauses.
 HIGH_WATER = 256 * 1024
+
+
+def public_url(url: str) -> str:
+    """``url`` with its credentials, if any, shown as ``***``: for messages, logs, /health.
+
+    A user name alone is hidden too: it is often a token (``https://TOKEN@host``).
+    """
+    parts = urlsplit(url)
+    _, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def basic_auth(url: str) -> str | None:
+    """The ``Authorization`` value for credentials in ``url``, or None when it has none."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return None
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
 class HTTPError(Exception):
@@ -357,7 +381,7 @@ class Pool:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+            raise ValueError(f"not an http(s) URL: {public_url(url)!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl: ssl.SSLContext | None = (
@@ -369,9 +393,11 @@ class Pool:
         self.read_timeout = read_timeout
         self.keepalive = keepalive
         host_header = parts.netloc.rpartition("@")[2]
-        fixed = "".join(
-            f"{k}: {v}\r\n" for k, v in {"Host": host_header, **(headers or {})}.items()
-        )
+        fixed_headers = {"Host": host_header, **(headers or {})}
+        auth = basic_auth(url)
+        if auth is not None and not any(k.lower() == "authorization" for k in fixed_headers):
+            fixed_headers["Authorization"] = auth
+        fixed = "".join(f"{k}: {v}\r\n" for k, v in fixed_headers.items())
         self._fixed = fixed.encode("latin-1")
         self._heads: dict[tuple[str, str], bytes] = {}
         self._idle: list[Connection] = []

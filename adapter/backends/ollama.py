@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from adapter.backends.httpclient import public_url
 from adapter.backends.upstream import RawRelay, Upstream, forward
 from adapter.backends.vllm.translate import error_line
 from adapter.config import Settings
@@ -22,7 +23,7 @@ class OllamaBackend:
 
     def __init__(self, url: str, settings: Settings, metrics: Metrics) -> None:
         self.name = "ollama"
-        self.url = url
+        self.url = public_url(url)
         self._cache_ttl = settings.models_cache_ttl
         self._models: list[dict[str, Any]] | None = None
         self._models_at = 0.0

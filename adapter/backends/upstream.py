@@ -15,6 +15,7 @@ from adapter.backends.httpclient import (
     Pool,
     ReadTimeout,
     Response,
+    public_url,
     request,
 )
 from adapter.errors import OllamaError, UpstreamUnavailable
@@ -45,7 +46,7 @@ class Upstream:
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.kind = kind
-        self.url = url
+        self.url = public_url(url)  # the URL shown in errors; credentials stay in the pool
         self.read_timeout = read_timeout
         self._on_error = on_error
         # Every body sent upstream is JSON (vLLM answers 400 to a POST without the header).

@@ -250,6 +250,24 @@ async def test_real_unreachable_upstream_fails_fast() -> None:
         assert health.status_code == 503 and health.json()["vllm"]["reachable"] is False
 
 
+async def test_credentials_in_vllm_url_never_reach_clients(fake: FakeVLLM) -> None:
+    """VLLM_URL=http://user:pass@host: Basic auth upstream; errors, /health, /api/show hide it."""
+    url = await fake.url()
+    seen: list[str | None] = []
+    fake.handler = lambda req, body: seen.append(req.headers.get("authorization"))
+    settings = Settings(vllm_url=url.replace("http://", "http://svc7:s3cret@"))
+    async for c in serve(settings):
+        assert (await c.post("/api/chat", json=CHAT)).status_code == 200
+        assert seen and set(seen) == {"Basic c3ZjNzpzM2NyZXQ="}  # base64 of svc7:s3cret
+        shown = [(await c.get("/health")).text, (await c.post("/api/show", json=CHAT)).text]
+        await fake.stop()
+        down = await c.post("/api/chat", json=CHAT)
+        assert down.status_code == 503
+        shown.append(down.text)
+        assert all("s3cret" not in text and "svc7" not in text for text in shown), shown
+        assert "***@127.0.0.1" in down.json()["error"]
+
+
 async def test_stream_dying_midway_ends_with_an_error_line(
     client: httpx.AsyncClient, fake: FakeVLLM
 ) -> None:

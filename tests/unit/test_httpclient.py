@@ -18,6 +18,7 @@ from adapter.backends.httpclient import (
     Pool,
     ProtocolError,
     ReadTimeout,
+    public_url,
     request,
 )
 
@@ -394,6 +395,33 @@ async def test_idle_connections_expire_after_keepalive() -> None:
             await asyncio.sleep(0.01)
         assert server.open_now == 1  # the expired one was closed, not left open
         await pool.aclose()
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+async def test_credentials_in_the_url_are_sent_as_basic_auth(explicit: bool) -> None:
+    """Percent-escapes decoded; an Authorization header the caller gives (VLLM_API_KEY) wins."""
+    async with serving(echo) as server:
+        url = f"http://us%40er:p%3Ass@127.0.0.1:{server.port}"
+        headers = {"Authorization": "Bearer k"} if explicit else {}
+        pool = Pool(url, limit=1, connect_timeout=2, read_timeout=5, keepalive=5, headers=headers)
+        assert (await fetch(pool, "GET", "/v1/models", None))[0] == 200
+        lines = server.requests[0].head.split(b"\r\n")
+        auth = [line for line in lines if line.lower().startswith(b"authorization:")]
+        # base64 of "us@er:p:ss"
+        assert auth == [
+            b"Authorization: Bearer k" if explicit else b"Authorization: Basic dXNAZXI6cDpzcw=="
+        ]
+        assert b"Host: 127.0.0.1:%d" % server.port in lines
+        await pool.aclose()
+
+
+def test_public_url_hides_the_credentials() -> None:
+    assert public_url("http://u:secret@vllm:8000/x") == "http://***@vllm:8000/x"
+    assert public_url("http://vllm:8000/v1") == "http://vllm:8000/v1"
+    assert public_url("https://token@vllm") == "https://***@vllm"
+    with pytest.raises(ValueError) as err:
+        Pool("ftp://u:secret@x", limit=1, connect_timeout=1, read_timeout=1, keepalive=1)
+    assert "secret" not in str(err.value)
 
 
 def test_only_http_urls() -> None:

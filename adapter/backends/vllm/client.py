@@ -12,7 +12,7 @@ import orjson
 
 from adapter.api.schemas import ChatRequest, GenerateRequest
 from adapter.backends.base import ModelEntry
-from adapter.backends.httpclient import Response
+from adapter.backends.httpclient import Response, public_url
 from adapter.backends.upstream import TRANSPORT_ERRORS, RawRelay, Upstream, forward
 from adapter.backends.vllm import translate
 from adapter.backends.vllm.translate import StreamTranslator, Timings, created_at_bytes
@@ -36,7 +36,7 @@ class VLLMBackend:
 
     def __init__(self, name: str, url: str, settings: Settings, metrics: Metrics) -> None:
         self.name = name
-        self.url = url
+        self.url = public_url(url)
         self._metrics = metrics
         self._probe = settings.probe_capabilities
         self.features: frozenset[str] | None = None
