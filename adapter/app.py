@@ -54,20 +54,20 @@ CORS_HEADERS = [
 
 
 class AdapterApp(FastAPI):
-    """The FastAPI app, with a fast lane for the generation endpoints.
+    """The FastAPI app, with a fast lane for the generation endpoints and the model list.
 
-    ``POST /api/chat`` and ``/api/generate`` carry nearly all the traffic; without an
-    ``Origin`` header (no CORS to answer) they go straight to their endpoint functions,
-    skipping the framework's middleware and routing layers, which cost about a fifth of a
-    request's CPU (benchmarks/results/profile-full-c16-*). Errors, metrics and disconnects
-    are handled the same way as on the full path.
+    ``POST /api/chat`` and ``/api/generate`` carry nearly all the traffic, and clients poll
+    ``GET /api/tags``; without an ``Origin`` header (no CORS to answer) they go straight to
+    their endpoint functions, skipping the framework's middleware and routing layers, which
+    cost about a fifth of a request's CPU (benchmarks/results/profile-full-c16-*). Errors,
+    metrics and disconnects are handled the same way as on the full path.
     """
 
-    fast_routes: dict[str, Callable[[Request], Awaitable[Response]]]
+    fast_routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self.fast_routes.get(scope["path"])
+        if scope["type"] == "http":
+            endpoint = self.fast_routes.get((scope["method"], scope["path"]))
             if endpoint is not None and not any(k == b"origin" for k, _ in scope["headers"]):
                 await self._fast(endpoint, scope, receive, send)
                 return
@@ -122,7 +122,12 @@ def create_app(settings: Settings | None = None) -> AdapterApp:
     )
     for module in (routes, models, embed, openai):
         app.include_router(module.router)
-    app.fast_routes = {"/api/chat": routes.chat, "/api/generate": routes.generate}
+    app.fast_routes = {
+        ("POST", "/api/chat"): routes.chat,
+        ("POST", "/api/generate"): routes.generate,
+        ("GET", "/api/tags"): models.tags,
+        ("HEAD", "/api/tags"): models.tags,
+    }
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(
         CORSMiddleware,

@@ -9,8 +9,9 @@ from starlette.responses import Response
 from adapter.api.catalogue import ps_entry, show, tag_entry
 from adapter.api.common import parse, passthrough, read_body, state_of
 from adapter.api.schemas import CopyRequest, ModelRequest, PullRequest, ShowRequest
-from adapter.api.streaming import json_response
+from adapter.api.streaming import JSON_TYPE, json_response
 from adapter.backends.base import display_name
+from adapter.backends.vllm.translate import dumps
 from adapter.errors import OllamaError
 
 router = APIRouter()
@@ -25,7 +26,11 @@ MANAGED = (
 async def tags(request: Request) -> Response:
     state = state_of(request)
     entries = await state.router.catalogue()
-    return json_response({"models": [tag_entry(e, state.started_at) for e in entries]})
+    cached = state.tags_body
+    if cached is None or cached[0] is not entries:
+        body = dumps({"models": [tag_entry(e, state.started_at) for e in entries]})
+        state.tags_body = cached = (entries, body)
+    return Response(cached[1], media_type=JSON_TYPE)
 
 
 @router.get("/api/ps")

@@ -60,6 +60,14 @@ async def test_tags_cache_is_refreshed_on_a_miss(client: httpx.AsyncClient, fake
     resp = await client.post("/api/chat", json={**CHAT, "model": "new-model", "stream": False})
     assert resp.status_code == 200
     assert fake.last["model"] == "new-model"
+    # /api/tags keeps its serialised body only while the catalogue is the same one
+    tags = [m["model"] for m in (await client.get("/api/tags")).json()["models"]]
+    assert "new-model:latest" in tags
+    fake.served[fake.served.index("new-model")] = "other-model"
+    await asyncio.sleep(0.6)
+    await client.post("/api/chat", json={**CHAT, "model": "other-model", "stream": False})
+    tags = [m["model"] for m in (await client.get("/api/tags")).json()["models"]]
+    assert "new-model:latest" not in tags and "other-model:latest" in tags
 
 
 @pytest.mark.parametrize(

@@ -277,10 +277,17 @@ async def test_one_backend_down_leaves_the_others_listed(fake: FakeVLLM) -> None
 async def test_browser_requests_take_the_full_path_with_the_same_answers(
     client: httpx.AsyncClient,
 ) -> None:
-    """Chat and generate skip the framework layers unless CORS is involved; both paths must
-    answer alike."""
+    """Chat, generate and the model list skip the framework layers unless CORS is involved;
+    both paths must answer alike."""
     origin = {"Origin": "http://localhost:3000"}
+    tags = []
     for headers in ({}, origin):
+        resp = await client.get("/api/tags", headers=headers)
+        assert resp.headers["content-type"] == "application/json; charset=utf-8"
+        assert ("access-control-allow-origin" in resp.headers) == bool(headers)
+        tags.append(resp.json())
+        head = await client.head("/api/tags", headers=headers)
+        assert head.status_code == 200 and head.content == b""
         resp = await client.post("/api/chat", json={**CHAT, "stream": False}, headers=headers)
         assert resp.status_code == 200 and resp.json()["done"] is True
         assert ("access-control-allow-origin" in resp.headers) == bool(headers)
@@ -288,5 +295,7 @@ async def test_browser_requests_take_the_full_path_with_the_same_answers(
         assert resp.status_code == 400 and list(resp.json()) == ["error"]
         resp = await client.post("/api/chat", json={**CHAT, "model": "nope"}, headers=headers)
         assert resp.json() == {"error": "model 'nope' not found"}
+    assert tags[0] == tags[1] and tags[0]["models"]
     text = (await client.get("/metrics")).text
     assert 'ollama_adapter_requests_total{endpoint="/api/generate",status="400"} 2.0' in text
+    assert 'ollama_adapter_requests_total{endpoint="/api/tags",status="200"} 4.0' in text
