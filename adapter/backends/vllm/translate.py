@@ -660,6 +660,7 @@ _dumps = orjson.dumps
 _CHAT_MID = b'","message":{"role":"assistant","content":'
 _GEN_MID = b'","response":'
 _NOT_DONE = b',"done":false}\n'
+_CHAT_END = b"}" + _NOT_DONE
 
 
 class StreamTranslator:
@@ -675,11 +676,12 @@ class StreamTranslator:
         "_chat",
         "_completions",
         "_context",
+        "_head",
         "_mid",
+        "_now",
         "_prefix",
         "finish_reason",
         "model",
-        "now",
         "timings",
         "usage",
     )
@@ -701,15 +703,25 @@ class StreamTranslator:
         self._completions = completions
         # ``created_at`` of the lines being made: the relay renews it once per network read
         # (lines read together were made together; a timestamp per token shows in profiles).
-        self.now = created_at_bytes()
         self._prefix = b'{"model":' + _dumps(model) + b',"created_at":"'
         self._mid = _CHAT_MID if chat else _GEN_MID
+        self.now = created_at_bytes()
         self._calls: dict[int, list[Any]] = {}
         self._context: list[int] | None = (
             list(context) if isinstance(context, list) else [] if context else None
         )
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+
+    @property
+    def now(self) -> bytes:
+        """``created_at`` of the lines made from now on (its bytes, without quotes)."""
+        return self._now
+
+    @now.setter
+    def now(self, value: bytes) -> None:
+        self._now = value
+        self._head = self._prefix + value + self._mid  # every content line starts so
 
     def feed(self, chunk: Mapping[str, Any]) -> bytes:
         """One decoded SSE event in, zero or one NDJSON line out."""
@@ -754,7 +766,9 @@ class StreamTranslator:
             return b""
         if self.timings.first == 0:
             self.timings.first = time.perf_counter_ns()
-        line = self._prefix + self.now + self._mid + _dumps(text or "")
+        if not thinking and not lp:
+            return self._head + _dumps(text) + (_CHAT_END if self._chat else _NOT_DONE)
+        line = self._head + _dumps(text or "")
         if thinking:
             line += b',"thinking":' + _dumps(thinking)
         if self._chat:
