@@ -28,6 +28,8 @@ from multiprocessing.process import BaseProcess
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from adapter.metrics import worker_exited
+
 logger = logging.getLogger("uvicorn.error")
 
 _PR_SET_PDEATHSIG = 1
@@ -123,6 +125,8 @@ class Supervisor:
             if proc is None or proc.is_alive() or self.should_exit.is_set():
                 continue
             proc.join()
+            if proc.pid is not None:
+                worker_exited(proc.pid)  # its in-flight count no longer adds up in /metrics
             if proc.exitcode == STARTUP_FAILURE:
                 # Settings, app or upstream wiring are broken: a restart would fail the same way.
                 logger.error("Worker [%s] failed to start; stopping", proc.pid)

@@ -128,9 +128,18 @@ def test_each_worker_accepts_on_its_own_socket_and_gets_a_share(fake_upstream: s
     assert min(per_worker) >= 16, per_worker
 
 
-def test_a_dead_worker_is_replaced_and_no_connection_is_refused(fake_upstream: str) -> None:
-    with adapter_process(fake_upstream, args=["--workers", "2"]) as (url, proc):
+def test_a_dead_worker_is_replaced_and_no_connection_is_refused(
+    fake_upstream: str, tmp_path: Path
+) -> None:
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    with adapter_process(fake_upstream, args=["--workers", "2"], env=env) as (url, proc):
         before = _wait_for_workers(proc.pid, 2)
+        for _ in range(20):  # new connections: both workers count requests in flight
+            httpx.post(f"{url}/api/chat", json=CHAT, headers={"Connection": "close"}, timeout=30)
+        live = {p.name for p in shared.glob("gauge_live*.db")}
+        assert {f"gauge_livesum_{pid}.db" for pid in before} <= live, live
         os.kill(before[0], signal.SIGKILL)
         # Connections hashed to the dead worker's socket wait in its backlog (the supervisor
         # keeps the socket) until the replacement accepts them.
@@ -141,6 +150,8 @@ def test_a_dead_worker_is_replaced_and_no_connection_is_refused(fake_upstream: s
             assert r.status_code == 200
         after = _wait_for_workers(proc.pid, 2)
         assert before[1] in after and before[0] not in after
+        # the dead worker's in-flight gauge no longer counts in /metrics
+        assert not (shared / f"gauge_livesum_{before[0]}.db").exists()
         held = procfs.sockets_by_pid(_port(url), after)
         assert all(len(held[p].get(procfs.LISTEN, set())) == 1 for p in after), held
 
