@@ -170,7 +170,14 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.should_exit.set())
         signal.signal(signal.SIGHUP, lambda *_: hup.set())
-        logger.info("Started supervisor [%s] with %d workers", os.getpid(), len(self.sockets))
+        host, port = self.sockets[0].getsockname()[:2]
+        logger.info(
+            "Started supervisor [%s]: %d workers on http://%s:%s, one socket each",
+            os.getpid(),
+            len(self.sockets),
+            f"[{host}]" if ":" in host else host,
+            port,
+        )
         try:
             for index in range(len(self.sockets)):
                 self.start(index)
