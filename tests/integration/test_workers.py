@@ -3,7 +3,8 @@
 /metrics adds every worker up: without that, each scrape would show whichever worker
 answered it. Each worker accepts on a socket of its own, so a burst of keep-alive connections
 is spread over all of them (with one shared socket, one worker took 59 of 64). A worker that
-dies is replaced on the same socket without a refused connection; SIGTERM stops them all.
+dies is replaced on the same socket without a refused connection; SIGHUP replaces them one by
+one while serving; SIGTERM stops them all.
 """
 
 from __future__ import annotations
@@ -154,6 +155,25 @@ def test_a_dead_worker_is_replaced_and_no_connection_is_refused(
         assert not (shared / f"gauge_livesum_{before[0]}.db").exists()
         held = procfs.sockets_by_pid(_port(url), after)
         assert all(len(held[p].get(procfs.LISTEN, set())) == 1 for p in after), held
+
+
+def test_sighup_replaces_every_worker_while_serving(fake_upstream: str) -> None:
+    with adapter_process(fake_upstream, args=["--workers", "2"]) as (url, proc):
+        before = set(_wait_for_workers(proc.pid, 2))
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        after: set[int] = set()
+        while time.monotonic() < deadline:
+            r = httpx.post(
+                f"{url}/api/chat", json=CHAT, headers={"Connection": "close"}, timeout=30
+            )
+            assert r.status_code == 200
+            after = set(procfs.workers(proc.pid))
+            if len(after) == 2 and not after & before:
+                break
+            time.sleep(0.05)
+        assert len(after) == 2 and not after & before, (before, after)
+        assert proc.poll() is None
 
 
 def test_sigterm_stops_the_supervisor_and_every_worker(fake_upstream: str) -> None:
