@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     doc["summary"] = report.summarize(doc)
     paths = report.write(doc, RESULTS)
-    print("\n".join(f"wrote {p.relative_to(ROOT)}" for p in paths))
+    print("\n".join(f"wrote {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}" for p in paths))
     errors = sum(c["errors"] for c in bench.cells)
     print(f"errors: {errors}")
     return 1 if errors else 0
