@@ -26,12 +26,13 @@ import threading
 from multiprocessing.process import BaseProcess
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
 
 from adapter.metrics import worker_exited
 
 logger = logging.getLogger("uvicorn.error")
 
+#: The exit code uvicorn gives a server that could not start (its ``STARTUP_FAILURE``).
+STARTUP_FAILURE = 3
 _PR_SET_PDEATHSIG = 1
 
 
