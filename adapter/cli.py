@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -100,10 +101,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     export_settings(settings)
+    own_dir = None
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers share their metrics through files, so /metrics adds them all up; the
         # variable must be set before any worker imports prometheus_client.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="vllm-adapter-metrics-")
+        own_dir = tempfile.mkdtemp(prefix="vllm-adapter-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     options: dict[str, Any] = dict(
         factory=True,
         host=settings.host,
@@ -116,10 +119,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         timeout_keep_alive=75,
         backlog=4096,
     )
-    if settings.workers > 1 and supervisor.available():
-        # One listening socket per worker, so connections are spread over all of them.
-        sys.exit(supervisor.run(uvicorn.Config("adapter.app:app_from_env", **options)))
-    uvicorn.run("adapter.app:app_from_env", **options)
+    try:
+        if settings.workers > 1 and supervisor.available():
+            # One listening socket per worker, so connections are spread over all of them.
+            sys.exit(supervisor.run(uvicorn.Config("adapter.app:app_from_env", **options)))
+        uvicorn.run("adapter.app:app_from_env", **options)
+    finally:
+        if own_dir is not None:  # ours: no one else reads the files once the workers are gone
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

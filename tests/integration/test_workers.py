@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,10 +178,16 @@ def test_sighup_replaces_every_worker_while_serving(fake_upstream: str) -> None:
 
 
 def test_sigterm_stops_the_supervisor_and_every_worker(fake_upstream: str) -> None:
+    """And removes the metrics directory it made for the workers."""
+    tmp = Path(tempfile.gettempdir())
+    before = set(tmp.glob("vllm-adapter-metrics-*"))
     with adapter_process(fake_upstream, args=["--workers", "2"]) as (url, proc):
         pids = _wait_for_workers(proc.pid, 2)
+        made = set(tmp.glob("vllm-adapter-metrics-*")) - before
+        assert len(made) == 1, made
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+        assert not made.pop().exists()
         for pid in pids:
             assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid)
         with pytest.raises(httpx.ConnectError):
