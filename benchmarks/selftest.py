@@ -1,7 +1,7 @@
 """Self-test of the benchmark tools (no adapter needed, about 15 s).
 
-1. The fake upstream's JSON shapes equal the recorded vLLM 0.32.0 fixtures (keys and value
-   types of every kind of response and SSE event).
+1. The fake upstream's JSON shapes equal the real vLLM's recorded answers in tests/fixtures
+   (keys and value types of every kind of response and SSE event).
 2. The load generator checks pass against the fake upstream in every mode, including split
    writes with multi-byte text and slow streams, and fail when the text is wrong.
 
@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import loadgen, procs
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path("/work/shared/fixtures/vllm-0.32.0-cpu")
+FIXTURES = ROOT / "tests" / "fixtures" / "vllm-0.32.0"
 
 
 def shape(x: Any) -> Any:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         srv = procs.start(name, cmd, None, logdir / f"{name}.log", subprocess.PIPE)
         try:
             port = procs.wait_ready_line(srv)
-            if name == "plain" and a.fixtures.is_dir():
+            if name == "plain":
                 failures += check_shapes(port, a.fixtures)
             failures += check_load(port, unicode, 20)
             failures += check_load(port, unicode, None)  # upstream default, finish "stop"

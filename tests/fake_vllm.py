@@ -1,7 +1,7 @@
 """A fake vLLM upstream for API tests, answering with the recorded real responses.
 
-Every answer starts from a fixture in ../shared/fixtures/vllm-0.32.0-cpu, so its shape is
-what vLLM really sends; tests change only the values they are about (content, deltas,
+Every answer starts from an answer the real vLLM gave (tests/fixtures, recorded by
+scripts/record-fixtures.py), so its shape is what vLLM really sends; tests change only the values they are about (content, deltas,
 finish reasons). It is a real HTTP server on 127.0.0.1 (aiohttp), one port per named host
 ("vllm", "embed", "vision", ...), so the adapter's own HTTP client and connection pool are
 exercised; handlers describe answers as ``httpx.Response`` objects, which the server sends.
@@ -54,14 +54,7 @@ def usage_chunk(prompt: int, completion: int) -> dict[str, Any]:
 
 def error_body(name: str) -> tuple[int, bytes]:
     """A recorded error answer and its status."""
-    status = {
-        "err_bad_json.json": 400,
-        "err_bad_param.json": 400,
-        "err_max_tokens_too_big.json": 400,
-        "err_too_long.json": 400,
-        "err_unknown_model.json": 404,
-    }[name]
-    return status, fixtures.raw(name)
+    return fixtures.status(name), fixtures.raw(name)
 
 
 def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:

@@ -89,7 +89,9 @@ async def test_chat_streams_ndjson_by_default(client: httpx.AsyncClient, fake: F
     assert resp.status_code == 200
     lines = ndjson(resp)
     assert lines[-1]["done"] is True and lines[-1]["done_reason"] == "length"
-    assert lines[-1]["eval_count"] == 8 and lines[-1]["prompt_eval_count"] == 22
+    usage = fixtures.sse_events("chat_stream.sse")[-1]["usage"]
+    assert lines[-1]["eval_count"] == usage["completion_tokens"] == 8
+    assert lines[-1]["prompt_eval_count"] == usage["prompt_tokens"] > 0
     assert fake.last["stream"] is True
     assert fake.last["stream_options"] == {"include_usage": True}
     assert fake.last["temperature"] == 0.1 and fake.last["max_tokens"] == 8

@@ -9,30 +9,19 @@ from typing import Any
 import yaml
 
 from adapter.metrics import Metrics
+from tests import fixtures
 from tests.deploy.helpers import ROOT
 
 MON = ROOT / "deploy" / "monitoring"
-# vLLM 0.33 metric names (shared/reference/VLLM_API.md section 3.3), as exposed.
-VLLM_METRICS = {
-    "vllm:num_requests_running",
-    "vllm:num_requests_waiting",
-    "vllm:kv_cache_usage_perc",
-    "vllm:prompt_tokens_total",
-    "vllm:generation_tokens_total",
-    "vllm:num_preemptions_total",
-    "vllm:prefix_cache_queries_total",
-    "vllm:prefix_cache_hits_total",
-    *(
-        f"vllm:{h}_{suffix}"
-        for h in (
-            "time_to_first_token_seconds",
-            "inter_token_latency_seconds",
-            "e2e_request_latency_seconds",
-            "request_queue_time_seconds",
-        )
-        for suffix in ("bucket", "sum", "count")
-    ),
-}
+
+
+def vllm_metric_names() -> set[str]:
+    """Sample names the real vLLM exposes, from its recorded ``/metrics`` (tests/fixtures)."""
+    text = fixtures.raw("metrics.txt").decode()
+    return {m.group(1) for m in re.finditer(r"^(vllm:[a-z_:]+)[{ ]", text, re.MULTILINE)}
+
+
+VLLM_METRICS = vllm_metric_names()
 
 
 def adapter_metric_names() -> set[str]:
