@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from typing import Any, cast
 
-from adapter.server import HeadHoldingTransport
+import uvicorn
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from adapter.server import AdapterHttpProtocol, HeadHoldingTransport
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n"
 
@@ -55,3 +61,94 @@ async def test_close_writes_a_held_head_first_and_other_calls_pass_through() -> 
     assert not t.is_closing()
     t.close()
     assert rec.writes == [HEAD] and rec.closed and t.is_closing()
+
+
+# --------------------------------------------------------------------------- a real uvicorn
+
+
+class WriteLog:
+    """The socket transport under the protocol, with every write it is asked for recorded."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport = transport
+        self._writes = writes
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def recording(base: type[HttpToolsProtocol], writes: list[bytes]) -> type[HttpToolsProtocol]:
+    """``base`` with the writes reaching its socket recorded."""
+
+    class Recording(base):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(cast(asyncio.Transport, WriteLog(transport, writes)))
+
+    return Recording
+
+
+async def json_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers as the adapter's endpoints do: the head, then the body, in one loop step."""
+    assert scope["type"] == "http"
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"7")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"a":1}'})
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, with an event set once it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.listening.set()
+
+
+async def served_writes(protocol: type[HttpToolsProtocol]) -> list[bytes]:
+    """Run uvicorn with ``protocol`` on a free port, make one request; the writes it made."""
+    writes: list[bytes] = []
+    config = uvicorn.Config(
+        json_app,
+        host="127.0.0.1",
+        port=0,
+        http=recording(protocol, writes),
+        lifespan="off",
+        log_level="warning",
+        loop="asyncio",
+    )
+    server = Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await server.listening.wait()
+        port = server.servers[0].sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"a":1}')
+    finally:
+        server.should_exit = True
+        await serving
+    return [w for w in writes if w]
+
+
+async def test_under_a_real_uvicorn_the_head_and_the_body_leave_in_one_write() -> None:
+    """The subclass still fits the uvicorn it is pinned to (the server stack is bounded in
+    pyproject.toml and locked in constraints.txt): the head waits for the first body bytes."""
+    writes = await served_writes(AdapterHttpProtocol)
+    assert len(writes) == 1, writes
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b'{"a":1}')
+
+
+async def test_stock_uvicorn_writes_the_head_and_the_body_apart() -> None:
+    """What the subclass saves, and so what the test above would see if it stopped working."""
+    writes = await served_writes(HttpToolsProtocol)
+    assert len(writes) == 2, writes
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[1] == b'{"a":1}'
