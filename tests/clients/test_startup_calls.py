@@ -1,6 +1,6 @@
 """The calls Open WebUI and VS Code Copilot make when they connect to an "Ollama" server, sent
-with raw httpx to the live adapter and parsed the way those clients parse them (see
-../shared/reference/OLLAMA_API.md, B.4 and B.7)."""
+with raw httpx to the live adapter and parsed the way those clients parse them (Open WebUI's
+``backend/open_webui/routers/ollama.py`` and Copilot's Ollama provider, both public)."""
 
 from __future__ import annotations
 
