@@ -53,6 +53,13 @@ class Metrics:
             ["backend", "kind"],
             registry=self.registry,
         )
+        self.upstream_resends = Counter(
+            "ollama_adapter_upstream_resends",
+            "Requests sent again on a new connection because a pooled one was closed and the "
+            "request could not have been applied (never sent, or idempotent and unanswered).",
+            ["backend"],
+            registry=self.registry,
+        )
         self.tokens = Counter(
             "ollama_adapter_tokens",
             "Tokens reported by the upstream usage, by backend and kind (prompt, completion).",

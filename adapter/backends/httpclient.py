@@ -9,22 +9,32 @@ the adapter's CPU. Framing is parsed by httptools (llhttp, Node.js's parser, whi
 already uses for the client side), so this module only keeps connections and moves bytes.
 
 What it does: keep-alive connections per upstream, at most ``max_connections`` open (callers
-wait beyond that); idle ones dropped after ``keepalive`` seconds; a request that meets a
-pooled connection the server closed while idle is sent once more; a read timeout between
-bytes; reading paused while a streamed answer's consumer is behind; ``close()`` on an
-answer drops its connection, which is how vLLM learns to abort the request. Credentials in
-the URL (``http://user:pass@host``) are sent as HTTP Basic auth, unless the caller gives an
+wait beyond that); idle ones dropped after ``keepalive`` seconds, or when the server closed
+them (checked before each reuse); a read timeout between bytes; reading paused while a
+streamed answer's consumer is behind; ``close()`` on an answer drops its connection, which is
+how vLLM learns to abort the request. Interim answers (1xx but 101) are skipped, as aiohttp
+does; a header field over ``MAX_FIELD`` bytes or a head over ``MAX_HEAD`` bytes is a
+``ProtocolError``; trailers are kept apart from the headers. Credentials in the URL
+(``http://user:pass@host``) are sent as HTTP Basic auth, unless the caller gives an
 ``Authorization`` header of its own; :func:`public_url` is the URL to show anywhere else.
+
+Resending (RFC 9112 section 9.3.1): a request is sent again, once, on a new connection only
+when it cannot have been applied: its bytes never left (the pooled connection was found
+closed when the request was to be written), or its method is idempotent (GET, HEAD, PUT,
+DELETE, OPTIONS, TRACE) and the pooled connection closed before any byte of the answer. A
+POST on a connection that dies after the request was written is never resent: the server
+may be generating its answer. ``Pool(on_resend=...)`` counts resends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import select
 import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -32,6 +42,12 @@ import httptools
 
 #: A streamed answer's unread bytes above which reading from the server pauses.
 HIGH_WATER = 256 * 1024
+#: The longest header field (name and value) an answer may carry, as aiohttp's default.
+MAX_FIELD = 8190
+#: The most bytes an answer's head (status line, headers, interim answers) may take.
+MAX_HEAD = 64 * 1024
+#: Methods whose effect is the same sent once or twice (RFC 9110 section 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
 
 def public_url(url: str) -> str:
@@ -70,10 +86,12 @@ class ReadTimeout(HTTPError):
 class ConnectionLost(HTTPError):
     """The connection closed or broke before the answer was complete."""
 
-    def __init__(self, message: str, *, before_answer: bool) -> None:
+    def __init__(self, message: str, *, before_answer: bool, unsent: bool = False) -> None:
         super().__init__(message)
-        #: Nothing of the answer had arrived: the request may never have reached the server.
+        #: Nothing of the answer had arrived (the request may or may not have been applied).
         self.before_answer = before_answer
+        #: The request's bytes never left: it cannot have reached the server.
+        self.unsent = unsent
 
 
 class ProtocolError(HTTPError):
@@ -92,9 +110,11 @@ class Response:
         "_conn",
         "_done",
         "_error",
+        "_released",
         "_waiter",
         "headers",
         "status",
+        "trailers",
     )
 
     def __init__(self, conn: Connection) -> None:
@@ -102,9 +122,12 @@ class Response:
         self.status = 0
         #: Header names lower-cased; a repeated header keeps its last value.
         self.headers: dict[str, str] = {}
+        #: Fields sent after a chunked body, kept apart from the headers.
+        self.trailers: dict[str, str] = {}
         # The connection's own list: the parser appends body bytes to it directly.
         self._chunks = conn.body
         self._done = False
+        self._released = False
         self._error: HTTPError | None = None
         self._waiter: asyncio.Future[None] | None = None
 
@@ -152,8 +175,14 @@ class Response:
                 conn.resume()
         return data
 
+    def _check_held(self) -> None:
+        if self._released:
+            # The connection (and its buffer) may serve another request by now.
+            raise HTTPError("the answer was released; its body can no longer be read")
+
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body as it arrives: everything buffered so far at each step."""
+        self._check_held()
         while True:
             if self._chunks:
                 yield self._take()
@@ -166,6 +195,7 @@ class Response:
 
     async def read(self) -> bytes:
         """The whole body (taken as it comes, so a large one never pauses the connection)."""
+        self._check_held()
         parts = []
         while True:
             if self._chunks:
@@ -177,15 +207,23 @@ class Response:
             raise self._error
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def release(self) -> None:
-        """Done with the answer: its connection is reused if the body was read to the end."""
+    def _let_go(self) -> Connection | None:
         conn, self._conn = self._conn, None
+        self._released = True
+        self._chunks = []  # never the connection's list again
+        return conn
+
+    def release(self) -> None:
+        """Done with the answer: its connection is reused if the body was read to the end.
+        Reading it afterwards raises ``HTTPError``."""
+        complete = self.complete
+        conn = self._let_go()
         if conn is not None:
-            conn.pool.release(conn, reuse=self.complete)
+            conn.pool.release(conn, reuse=complete)
 
     def close(self) -> None:
         """Abandon the answer and drop its connection (the server sees the client leave)."""
-        conn, self._conn = self._conn, None
+        conn = self._let_go()
         if conn is not None:
             conn.pool.release(conn, reuse=False)
 
@@ -212,7 +250,12 @@ class Connection(asyncio.Protocol):
         self.got_bytes = False
         self.idle_since = 0.0
         self.served = 0
+        #: Bytes received while the current answer's head is still incomplete.
+        self.head_bytes = 0
         self._head_only = False
+        self._interim = False
+        self._in_trailers = False
+        self._problem: str | None = None
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -225,16 +268,23 @@ class Connection(asyncio.Protocol):
         self.buffered = 0
         self.response = Response(self)
         self.got_bytes = False
+        self.head_bytes = 0
         self._head_only = head_only
+        self._interim = False
+        self._in_trailers = False
+        self._problem = None
         self.served += 1
         transport = self.transport
         if transport is None or transport.is_closing():
-            self._lost(ConnectionLost("the connection was closed", before_answer=True))
+            self._lost(ConnectionLost("the connection was closed", before_answer=True, unsent=True))
             return head
         self._last_read = self.loop.time()
         if self._timer is None:
             self._timer = self.loop.call_at(self._last_read + self.pool.read_timeout, self._check)
         transport.write(data)
+        if transport.is_closing():
+            # The write failed at once (the server had closed the connection): nothing left.
+            self._lost(ConnectionLost("the connection was closed", before_answer=True, unsent=True))
         return head
 
     def _check(self) -> None:
@@ -322,10 +372,17 @@ class Connection(asyncio.Protocol):
             return
         self.got_bytes = True
         self._last_read = self.loop.time()
+        head_pending = self.head is not None
+        if head_pending:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._lost(ProtocolError(f"invalid HTTP answer: {exc}"))
+            self._lost(ProtocolError(self._problem or f"invalid HTTP answer: {exc}"))
+            self.abort()
+            return
+        if head_pending and self.head is not None and self.head_bytes > MAX_HEAD:
+            self._lost(ProtocolError(f"the answer's head is over {MAX_HEAD} bytes"))
             self.abort()
             return
         if self.body:
@@ -343,15 +400,27 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         resp = self.response
-        if resp is not None:
-            resp.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if resp is None:
+            return
+        if len(name) + len(value) > MAX_FIELD:
+            self._problem = f"a header field of the answer is over {MAX_FIELD} bytes"
+            raise ProtocolError(self._problem)  # stops the parser
+        fields = resp.trailers if self._in_trailers else resp.headers
+        fields[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         resp = self.response
-        head, self.head = self.head, None
-        if resp is None or head is None:
+        if resp is None or self.head is None:
             return
-        resp.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # An interim answer (100 Continue, 103 Early Hints): the final one follows.
+            self._interim = True
+            resp.headers = {}
+            return
+        head, self.head = self.head, None
+        self._in_trailers = True
+        resp.status = status
         if not self.parser.should_keep_alive():
             self.reusable = False
         if self._head_only:  # no body follows an answer to HEAD
@@ -361,9 +430,36 @@ class Connection(asyncio.Protocol):
             head.set_result(resp)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         resp = self.response
         if resp is not None:
             resp._finish()
+
+
+#: Opens a connection for a pool: attaches a transport to the protocol ``conn``.
+Connector = Callable[["Pool", "Connection"], Awaitable[None]]
+
+
+async def open_tcp(pool: Pool, conn: Connection) -> None:
+    """The real network: TCP (and TLS for https) to the pool's host and port."""
+    loop = asyncio.get_running_loop()
+    await loop.create_connection(lambda: conn, pool.host, pool.port, ssl=pool.ssl)
+
+
+def _closed_by_peer(conn: Connection) -> bool:
+    """Whether an idle connection has something to read: the server's close (or bytes it had
+    no reason to send). Asked before reuse, because the loop may not have read it yet."""
+    transport = conn.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 class Pool:
@@ -378,6 +474,8 @@ class Pool:
         read_timeout: float,
         keepalive: float,
         headers: Mapping[str, str] | None = None,
+        connector: Connector = open_tcp,
+        on_resend: Callable[[], None] | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -404,14 +502,21 @@ class Pool:
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        self._connector = connector
+        self._on_resend = on_resend
 
-    def request_bytes(self, method: str, path: str, body: bytes | None) -> bytes:
-        """The request as written on the wire (the start line and fixed headers are cached)."""
+    def request_bytes(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None = None
+    ) -> bytes:
+        """The request as written on the wire (the start line and fixed headers are cached;
+        ``headers`` are this request's own)."""
         key = (method, path)
         head = self._heads.get(key)
         if head is None:
             line = f"{method} {self.base_path}{path} HTTP/1.1\r\n".encode("latin-1")
             head = self._heads[key] = line + self._fixed
+        if headers:
+            head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
         if body is None:
             if method in ("GET", "HEAD", "DELETE", "OPTIONS"):
                 return head + b"\r\n"
@@ -429,7 +534,7 @@ class Pool:
                 conn = self._idle.pop()
                 transport = conn.transport
                 alive = transport is not None and not transport.is_closing()
-                if alive and now - conn.idle_since < self.keepalive:
+                if alive and now - conn.idle_since < self.keepalive and not _closed_by_peer(conn):
                     return conn, True
                 self._drop(conn)
             if self._open < self.limit:
@@ -446,7 +551,7 @@ class Pool:
         conn = Connection(self, loop)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                await loop.create_connection(lambda: conn, self.host, self.port, ssl=self.ssl)
+                await self._connector(self, conn)
         except BaseException as exc:
             self._open -= 1
             self._wake_one()
@@ -498,8 +603,13 @@ class Pool:
                 waiter.set_result(None)
                 return
 
+    def resent(self) -> None:
+        if self._on_resend is not None:
+            self._on_resend()
+
     async def aclose(self) -> None:
-        """Close every idle connection; busy ones close when released."""
+        """Close every idle connection and wake every waiter (they fail); busy connections
+        close when released."""
         self._closed = True
         for conn in self._idle:
             self._drop(conn)
@@ -510,16 +620,27 @@ class Pool:
                 waiter.set_result(None)
 
 
+def may_resend(method: str, exc: ConnectionLost) -> bool:
+    """Whether a request that met a closed pooled connection can be sent again (see the
+    module's docstring): it never left, or it is idempotent and nothing came back."""
+    return exc.unsent or (exc.before_answer and method in IDEMPOTENT)
+
+
 async def request(
-    pool: Pool, method: str, path: str, body: bytes | None = None, *, retry_stale: bool = True
+    pool: Pool,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    retry_stale: bool = True,
 ) -> Response:
     """Send one request and wait for the answer's headers; the body is for the caller to read.
 
-    A pooled connection that the server closed while it sat idle fails before any byte of
-    the answer; that request never reached the server, so it is sent once more on a new
-    connection (``retry_stale``).
+    A request that met a pooled connection the server had closed is sent once more on a
+    new connection when ``may_resend`` allows it (and ``retry_stale``).
     """
-    data = pool.request_bytes(method, path, body)
+    data = pool.request_bytes(method, path, body, headers)
     head_only = method == "HEAD"
     while True:
         conn, reused = await pool.acquire()
@@ -527,9 +648,10 @@ async def request(
             return await conn.send(data, head_only=head_only)
         except ConnectionLost as exc:
             pool.release(conn, reuse=False)
-            if not (retry_stale and reused and exc.before_answer):
+            if not (retry_stale and reused and may_resend(method, exc)):
                 raise
             retry_stale = False
+            pool.resent()
         except BaseException:
             pool.release(conn, reuse=False)
             raise

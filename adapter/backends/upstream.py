@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
+from adapter.backends.base import Relayed
 from adapter.backends.httpclient import (
     ConnectError,
     HTTPError,
@@ -44,6 +45,7 @@ class Upstream:
         max_connections: int,
         headers: Mapping[str, str] | None = None,
         on_error: Callable[[str], None] | None = None,
+        on_resend: Callable[[], None] | None = None,
     ) -> None:
         self.kind = kind
         self.url = public_url(url)  # the URL shown in errors; credentials stay in the pool
@@ -57,6 +59,7 @@ class Upstream:
             read_timeout=read_timeout,
             keepalive=KEEPALIVE_SECONDS,
             headers={"Content-Type": "application/json", **(headers or {})},
+            on_resend=on_resend,
         )
 
     async def aclose(self) -> None:
@@ -129,7 +132,7 @@ async def forward(
     *,
     stream: bool,
     error_line: Callable[[str], bytes],
-) -> tuple[int, str, RawRelay | bytes]:
+) -> Relayed:
     """Send ``content`` on as it is; answer the status, content type, and the body or a relay.
 
     Only a 200 answer is relayed as a stream; any other is read whole, so its status and body
@@ -138,7 +141,7 @@ async def forward(
     resp = await upstream.send(method, path, content)
     content_type = resp.headers.get("content-type", "application/json")
     if stream and resp.status == 200:
-        return resp.status, content_type, RawRelay(upstream, resp, error_line)
+        return Relayed(resp.status, content_type, RawRelay(upstream, resp, error_line))
     try:
         body = await resp.read()
     except TRANSPORT_ERRORS as exc:
@@ -146,4 +149,4 @@ async def forward(
         raise upstream.error(exc) from None
     finally:
         resp.release()
-    return resp.status, content_type, body
+    return Relayed(resp.status, content_type, body)
