@@ -30,6 +30,8 @@ _ENV_NAMES = {
     "max_connections": "ADAPTER_MAX_CONNECTIONS",
     "log_level": "ADAPTER_LOG_LEVEL",
     "workers": "ADAPTER_WORKERS",
+    "shutdown_grace": "ADAPTER_SHUTDOWN_GRACE",
+    "worker_timeout": "ADAPTER_WORKER_TIMEOUT",
     "ollama_version": "ADAPTER_OLLAMA_VERSION",
 }
 
@@ -54,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", help="upstream connection pool size (default 1024)")
     p.add_argument("--log-level", help="critical|error|warning|info|debug (default info)")
     p.add_argument("--workers", help="worker processes (ADAPTER_WORKERS, default 1)")
+    p.add_argument(
+        "--shutdown-grace",
+        help="seconds open requests may take to finish on SIGTERM (ADAPTER_SHUTDOWN_GRACE, 30)",
+    )
+    p.add_argument(
+        "--worker-timeout",
+        help="seconds a worker's loop may stay blocked before it is replaced (default 60)",
+    )
     p.add_argument("--ollama-version", help="version reported by /api/version")
     return p
 
@@ -117,12 +127,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         loop="auto",
         http=AdapterHttpProtocol,
         timeout_keep_alive=75,
+        timeout_graceful_shutdown=settings.shutdown_grace,
         backlog=4096,
     )
     try:
         if settings.workers > 1 and supervisor.available():
             # One listening socket per worker, so connections are spread over all of them.
-            sys.exit(supervisor.run(uvicorn.Config("adapter.app:app_from_env", **options)))
+            config = uvicorn.Config("adapter.app:app_from_env", **options)
+            grace, timeout = settings.shutdown_grace, settings.worker_timeout
+            sys.exit(supervisor.run(config, grace=grace, worker_timeout=timeout))
         uvicorn.run("adapter.app:app_from_env", **options)
     finally:
         if own_dir is not None:  # ours: no one else reads the files once the workers are gone

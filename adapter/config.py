@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         "info", validation_alias=AliasChoices("log_level", "ADAPTER_LOG_LEVEL")
     )
     workers: int = Field(1, ge=1, validation_alias=AliasChoices("workers", "ADAPTER_WORKERS"))
+    shutdown_grace: float = Field(
+        30.0, ge=0, validation_alias=AliasChoices("shutdown_grace", "ADAPTER_SHUTDOWN_GRACE")
+    )
+    worker_timeout: float = Field(
+        60.0, gt=0, validation_alias=AliasChoices("worker_timeout", "ADAPTER_WORKER_TIMEOUT")
+    )
     ollama_version: str = Field(
         "0.12.11", validation_alias=AliasChoices("ollama_version", "ADAPTER_OLLAMA_VERSION")
     )

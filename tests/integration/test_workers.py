@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,6 +176,49 @@ def test_sighup_replaces_every_worker_while_serving(fake_upstream: str) -> None:
             time.sleep(0.05)
         assert len(after) == 2 and not after & before, (before, after)
         assert proc.poll() is None
+
+
+def test_rolls_under_keep_alive_clients_lose_no_request(fake_upstream: str) -> None:
+    """Three SIGHUP rolls while four keep-alive clients send requests back to back: every
+    request is answered (a roll used to close idle connections a request was arriving on)."""
+    with adapter_process(fake_upstream, args=["--workers", "2"]) as (url, proc):
+        _wait_for_workers(proc.pid, 2)
+        stop = threading.Event()
+        failures: list[str] = []
+        answered = [0] * 4
+
+        def client(i: int) -> None:
+            with httpx.Client(timeout=30) as c:
+                while not stop.is_set():
+                    try:
+                        r = c.post(f"{url}/api/chat", json=CHAT)
+                        if r.status_code == 200:
+                            answered[i] += 1
+                        else:
+                            failures.append(f"{r.status_code} {r.text[:200]}")
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(3):
+                before = set(procfs.workers(proc.pid))
+                proc.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    after = set(procfs.workers(proc.pid))
+                    if len(after) == 2 and not after & before:
+                        break
+                    time.sleep(0.05)
+                assert len(after) == 2 and not after & before, (before, after)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        assert failures == []
+        assert all(n > 0 for n in answered), answered
 
 
 def test_sigterm_stops_the_supervisor_and_every_worker(fake_upstream: str) -> None:

@@ -152,3 +152,47 @@ async def test_stock_uvicorn_writes_the_head_and_the_body_apart() -> None:
     writes = await served_writes(HttpToolsProtocol)
     assert len(writes) == 2, writes
     assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[1] == b'{"a":1}'
+
+
+async def second_request_during_shutdown(protocol: type[HttpToolsProtocol]) -> bytes:
+    """One answered request on a keep-alive connection; then the server begins to shut down,
+    and a second request comes on that idle connection. What the client reads for it."""
+    shutting_down = asyncio.Event()
+
+    class Watched(protocol):  # type: ignore[valid-type,misc]
+        def shutdown(self) -> None:
+            super().shutdown()
+            shutting_down.set()
+
+    config = uvicorn.Config(
+        json_app, host="127.0.0.1", port=0, http=Watched, lifespan="off", log_level="warning"
+    )
+    server = Server(config)
+    serving = asyncio.create_task(server.serve())
+    await server.listening.wait()
+    port = server.servers[0].sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and await reader.readexactly(7) == b'{"a":1}'
+        server.should_exit = True
+        await asyncio.wait_for(shutting_down.wait(), 5)
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+        await asyncio.wait_for(serving, 10)
+
+
+async def test_a_request_on_an_idle_connection_at_shutdown_is_answered_then_closed() -> None:
+    """A roll or a stop must not drop a keep-alive client's next request."""
+    answer = await second_request_during_shutdown(AdapterHttpProtocol)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nconnection: close\r\n" in answer.lower() and answer.endswith(b'{"a":1}')
+
+
+async def test_stock_uvicorn_closes_an_idle_connection_at_shutdown() -> None:
+    """What the protocol changes: the same request gets nothing (the connection closes)."""
+    assert await second_request_during_shutdown(HttpToolsProtocol) == b""
