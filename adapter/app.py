@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from adapter.api import embed, models, openai, routes
+from adapter.api import embed, manage, openai, routes
 from adapter.api.streaming import ClientDisconnected, error_response, openai_error
+from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
 from adapter.errors import OllamaError
 from adapter.metrics import worker_exited
-from adapter.middleware import MetricsMiddleware
+from adapter.middleware import MetricsMiddleware, observe
 from adapter.state import AppState
 
 log = logging.getLogger("adapter")
@@ -63,7 +64,10 @@ class AdapterApp(FastAPI):
     metrics and disconnects are handled the same way as on the full path.
     """
 
+    #: ``(method, path)`` of the fast lane's routes, to their endpoint functions.
     fast_routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]]
+    #: The paths the routes serve (the ``endpoint`` label of the metrics).
+    known_paths: frozenset[str]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -82,31 +86,28 @@ class AdapterApp(FastAPI):
     ) -> None:
         scope["app"] = self
         request = Request(scope, receive)
-        metrics = self.state.adapter.metrics
-        start = time.perf_counter()
-        status = 500
-        metrics.in_flight.inc()
-        try:
+        with observe(self.state.adapter.metrics, scope["path"]) as seen:
             try:
                 response = await endpoint(request)
             except Exception as exc:
                 response = await error_for(request, exc)
-            status = response.status_code
+            seen.status = response.status_code
             await response(scope, receive, send)
-        finally:
-            metrics.in_flight.dec()
-            metrics.record(scope["path"], status, time.perf_counter() - start)
 
 
-def create_app(settings: Settings | None = None) -> AdapterApp:
+#: The endpoints on the fast lane (their methods and paths come from the route table).
+FAST_ENDPOINTS = (routes.chat, routes.generate, manage.tags)
+
+
+def create_app(settings: Settings | None = None, clock: Clock = SYSTEM) -> AdapterApp:
     """Build the app: routes, middleware, error handlers; backends open in the lifespan."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState.build(settings)
+        state = AppState.build(settings, clock)
         app.state.adapter = state
-        log.info("adapter ready, vLLM at %s", ", ".join(b.url for b in state.vllm))
+        log.info("adapter ready, backends: %s", ", ".join(b.url for b in state.backends))
         try:
             yield
         finally:
@@ -120,15 +121,18 @@ def create_app(settings: Settings | None = None) -> AdapterApp:
         redoc_url=None,
         openapi_url=None,
     )
-    for module in (routes, models, embed, openai):
-        app.include_router(module.router)
+    routers = [module.router for module in (routes, manage, embed, openai)]
+    for router in routers:
+        app.include_router(router)
+    paths = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+    app.known_paths = frozenset(r.path for r in paths if "{" not in r.path)
     app.fast_routes = {
-        ("POST", "/api/chat"): routes.chat,
-        ("POST", "/api/generate"): routes.generate,
-        ("GET", "/api/tags"): models.tags,
-        ("HEAD", "/api/tags"): models.tags,
+        (method, r.path): r.endpoint
+        for r in paths
+        if r.endpoint in FAST_ENDPOINTS
+        for method in r.methods or ()
     }
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(MetricsMiddleware, known=app.known_paths)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"] if "*" in settings.cors_origins else list(settings.cors_origins),

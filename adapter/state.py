@@ -1,4 +1,4 @@
-"""What one running app holds: settings, metrics, backends and the router."""
+"""What one running app holds: settings, metrics, clock, backends and the router."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
-from adapter.backends.base import ModelEntry
+from adapter.backends.base import Backend
 from adapter.backends.ollama import OllamaBackend
 from adapter.backends.vllm import VLLMBackend
+from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
 from adapter.metrics import Metrics
+from adapter.ollama_api.models import ModelEntry
 from adapter.router import Router
 
 
@@ -28,9 +30,9 @@ class AppState:
 
     settings: Settings
     metrics: Metrics
-    vllm: list[VLLMBackend]
-    ollama: OllamaBackend | None
+    backends: list[Backend]
     router: Router
+    clock: Clock = SYSTEM
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     version: str = field(default_factory=_adapter_version)
     #: ``/api/tags``'s body and the catalogue it was made from (the router hands out the same
@@ -38,31 +40,24 @@ class AppState:
     tags_body: tuple[list[ModelEntry], bytes] | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> AppState:
+    def build(cls, settings: Settings, clock: Clock = SYSTEM) -> AppState:
         metrics = Metrics()
-        vllm = [
-            VLLMBackend("vllm" if i == 0 else f"vllm-{i + 1}", url, settings, metrics)
+        backends: list[Backend] = [
+            VLLMBackend("vllm" if i == 0 else f"vllm-{i + 1}", url, settings, metrics, clock)
             for i, url in enumerate(settings.vllm_urls)
         ]
-        ollama = None
         if settings.vision_ollama_url:
-            ollama = OllamaBackend(settings.vision_ollama_url, settings, metrics)
+            backends.append(OllamaBackend(settings.vision_ollama_url, settings, metrics, clock))
         router = Router(
-            vllm,
-            ollama,
+            backends,
             settings.model_aliases,
             settings.model_capabilities,
             cache_ttl=settings.models_cache_ttl,
+            clock=clock,
         )
-        return cls(settings, metrics, vllm, ollama, router)
-
-    def vllm_for(self, entry: ModelEntry) -> VLLMBackend | None:
-        """The vLLM backend serving ``entry``, or None when the Ollama passthrough does."""
-        return next((b for b in self.vllm if b.name == entry.backend), None)
+        return cls(settings, metrics, backends, router, clock)
 
     async def aclose(self) -> None:
         await self.router.aclose()
-        for backend in self.vllm:
+        for backend in self.backends:
             await backend.aclose()
-        if self.ollama is not None:
-            await self.ollama.aclose()

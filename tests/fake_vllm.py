@@ -148,7 +148,7 @@ class FakeVLLM:
         req = httpx.Request(
             request.method,
             f"http://{host}{request.path_qs}",
-            headers=request.headers.items(),
+            headers=list(request.headers.items()),
             content=content,
         )
         answer = await self._handle(req)
@@ -170,7 +170,10 @@ class FakeVLLM:
             assert request.transport is not None
             request.transport.close()  # die mid-stream, as a crashed server would
             return resp
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            self.cancelled += 1  # the client left mid-stream
+            return resp
+        except asyncio.CancelledError:
             self.cancelled += 1
             raise
         await resp.write_eof()

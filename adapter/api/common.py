@@ -1,7 +1,8 @@
-"""Helpers every endpoint module uses: body parsing, validation, state, passthrough."""
+"""What every endpoint module does: read and validate the body, find the model, answer."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -9,13 +10,8 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from adapter.api.streaming import (
-    ClientDisconnected,
-    NDJSONStream,
-    cancel_on_disconnect,
-    json_response,
-)
-from adapter.backends.base import ModelEntry
+from adapter.api.streaming import ClientDisconnected, NDJSONStream, json_response
+from adapter.backends.base import Relayed, Reply, Target
 from adapter.errors import OllamaError
 from adapter.state import AppState
 
@@ -64,32 +60,25 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
         raise OllamaError(400, f"invalid value for {where}: {err['msg']}") from None
 
 
-def answer(result: dict[str, Any] | Any, request: Request) -> Response:
-    """A dict as JSON, a byte stream as NDJSON that cancels upstream on disconnect."""
-    if isinstance(result, dict):
-        return json_response(result)
-    return NDJSONStream(result, on_disconnect=state_of(request).metrics.disconnects.inc)
+async def target(request: Request, name: str, *, missing: str | None = None) -> Target:
+    """The entry and backend serving ``name``; Ollama's 404 (or ``missing``) otherwise."""
+    found = await state_of(request).router.find(name)
+    if found is None:
+        raise OllamaError(404, missing or f"model '{name}' not found")
+    return found
 
 
-async def passthrough(
-    request: Request, entry: ModelEntry, path: str, body: bytes, *, stream: bool
-) -> Response:
-    """Send the request to the Ollama backend as it came, and its answer back as it comes."""
-    state = state_of(request)
-    if state.ollama is None or entry.backend != state.ollama.name:
-        raise OllamaError(500, f"no backend serves {entry.name}")
-    status, content_type, content = await cancel_on_disconnect(
-        request, state.ollama.forward("POST", path, body, stream=stream)
-    )
-    return relay_response(request, status, content_type, content)
-
-
-def relay_response(
-    request: Request, status: int, content_type: str, content: bytes | Any
-) -> Response:
-    """An upstream answer relayed: read whole, or streamed with cancel-on-disconnect."""
-    if isinstance(content, bytes):
-        return Response(content, status_code=status, media_type=content_type)
-    return NDJSONStream(
-        content, media_type=content_type, on_disconnect=state_of(request).metrics.disconnects.inc
-    )
+def answer(reply: Reply, request: Request) -> Response:
+    """A backend's reply as the response: an answer object as JSON, a stream as NDJSON (that
+    cancels upstream when the client leaves), an upstream answer as it came."""
+    if isinstance(reply, Relayed):
+        if isinstance(reply.body, bytes):
+            return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+        stream = reply.body
+        media_type = reply.content_type
+    elif isinstance(reply, Mapping):
+        return json_response(reply)
+    else:
+        stream, media_type = reply, "application/x-ndjson"
+    on_disconnect = state_of(request).metrics.disconnects.inc
+    return NDJSONStream(stream, media_type=media_type, on_disconnect=on_disconnect)

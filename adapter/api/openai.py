@@ -10,10 +10,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from adapter.api.common import read_body, relay_response, state_of
+from adapter.api.common import answer, read_body, state_of, target
 from adapter.api.streaming import cancel_on_disconnect, json_response
-from adapter.backends.base import ModelEntry
 from adapter.errors import OllamaError
+from adapter.ollama_api.models import ModelEntry
 
 router = APIRouter()
 
@@ -24,21 +24,16 @@ def _card(entry: ModelEntry, created: int) -> dict[str, object]:
 
 async def _forward(request: Request, path: str) -> Response:
     _, data = await read_body(request)
-    state = state_of(request)
     name = data.get("model")
     if not isinstance(name, str) or not name:
         raise OllamaError(400, "model is required")
-    entry = await state.router.resolve(name)
-    if entry is None:
-        raise OllamaError(404, f"model '{name}' not found")
-    data["model"] = entry.served
+    found = await target(request, name)
+    data["model"] = found.entry.served
     stream = data.get("stream") is True
-    backend = state.vllm_for(entry) or state.ollama
-    assert backend is not None
-    status, content_type, content = await cancel_on_disconnect(
-        request, backend.forward("POST", path, data, stream=stream)
+    reply = await cancel_on_disconnect(
+        request, found.backend.passthrough(path, data, stream=stream)
     )
-    return relay_response(request, status, content_type, content)
+    return answer(reply, request)
 
 
 @router.post("/v1/chat/completions")
@@ -66,8 +61,5 @@ async def models(request: Request) -> Response:
 
 @router.get("/v1/models/{model:path}")
 async def model(request: Request, model: str) -> Response:
-    state = state_of(request)
-    entry = await state.router.resolve(model)
-    if entry is None:
-        raise OllamaError(404, f"model '{model}' not found")
-    return json_response(_card(entry, int(state.started_at.timestamp())))
+    found = await target(request, model)
+    return json_response(_card(found.entry, int(state_of(request).started_at.timestamp())))

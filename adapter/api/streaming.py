@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from adapter.backends.vllm.translate import dumps
+from adapter.backends.base import ByteStream
+from adapter.jsonutil import dumps
+from adapter.ollama_api.responses import error_body
+from adapter.openai_api import openai_error as openai_body
 
 T = TypeVar("T")
 
 JSON_TYPE = "application/json; charset=utf-8"
 NDJSON_TYPE = "application/x-ndjson"
-
-
-class ByteStream(Protocol):
-    """What an upstream relay offers: bytes to send, and a way to let go of the upstream.
-
-    A relay that knows a chunk is its last sets ``ended`` before yielding it, so the end of
-    the body leaves in the same write; it may go on (to finish reading the upstream) after.
-    """
-
-    def __aiter__(self) -> Any: ...
-
-    async def aclose(self) -> None: ...
 
 
 def json_response(obj: Any, status: int = 200) -> Response:
@@ -37,18 +28,12 @@ def json_response(obj: Any, status: int = 200) -> Response:
 
 def error_response(status: int, message: str) -> Response:
     """Ollama's error body."""
-    return json_response({"error": message}, status)
-
-
-_OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error", 401: "authentication_error"}
+    return json_response(error_body(message), status)
 
 
 def openai_error(status: int, message: str) -> Response:
     """OpenAI's error body, for the ``/v1`` endpoints."""
-    kind = _OPENAI_TYPES.get(status, "api_error")
-    return json_response(
-        {"error": {"message": message, "type": kind, "param": None, "code": None}}, status
-    )
+    return json_response(openai_body(status, message), status)
 
 
 class NDJSONStream(Response):
@@ -64,8 +49,10 @@ class NDJSONStream(Response):
         *,
         media_type: str = NDJSON_TYPE,
         on_disconnect: Callable[[], None] | None = None,
+        grace: float | None = None,
     ) -> None:
         self.stream = stream
+        self.grace = grace
         self.status_code = 200
         self.media_type = media_type
         self.background = None
@@ -81,7 +68,7 @@ class NDJSONStream(Response):
         # first token and the client.
         start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
         stream = self.stream
-        watch = DisconnectWatch(receive)
+        watch = DisconnectWatch(receive, self.grace)
         ended = False
         try:
             async for chunk in stream:
@@ -125,7 +112,7 @@ class DisconnectWatch:
 
     __slots__ = ("_receive", "_task", "_timer", "_watcher", "fired")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, grace: float | None = None) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
@@ -133,7 +120,7 @@ class DisconnectWatch:
         self.fired = False
         self._watcher: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            self.GRACE_SECONDS, self._start
+            self.GRACE_SECONDS if grace is None else grace, self._start
         )
 
     def _start(self) -> None:

@@ -1,43 +1,104 @@
-"""What every backend shares: the model entry the router hands out and the byte-stream shape."""
+"""What every backend offers the routes: the ``Backend`` protocol and the shapes of its replies.
+
+A backend either translates Ollama requests for another API (vLLM) or passes them through to
+a real Ollama; the routes cannot tell which, they hand the parsed request over and send back
+what comes: an Ollama answer (a dict), a stream of NDJSON bytes, or an upstream answer relayed
+as it came (``Relayed``).
+"""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from adapter.ollama_api.models import ModelEntry
+from adapter.ollama_api.requests import (
+    ChatRequest,
+    EmbeddingsRequest,
+    EmbedRequest,
+    GenerateRequest,
+)
+
+
+class ByteStream(Protocol):
+    """Bytes to send as they come, and a way to let go of the upstream (``aclose``).
+
+    A stream that knows a chunk is its last sets ``ended`` before yielding it, so the end of
+    the body leaves in the same write; it may go on (to finish reading the upstream) after.
+    """
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
-class ModelEntry:
-    """One model as Ollama clients see it, and where it really lives."""
+class Relayed:
+    """An upstream answer passed on as the upstream gave it: status, type, bytes or a stream."""
 
+    status: int
+    content_type: str
+    body: bytes | ByteStream
+
+
+#: What a backend answers: an Ollama answer object, an NDJSON stream, or a relayed answer.
+Reply = Mapping[str, Any] | ByteStream | Relayed
+
+
+class Backend(Protocol):
+    """One upstream server and the models it serves."""
+
+    #: ``vllm`` (``vllm-2``, ... for more servers) or ``ollama``: labels, ``owned_by``.
     name: str
-    """Display name with a tag, as ``/api/tags`` lists it (``llama3.2:latest``)."""
-    served: str
-    """The name the backend knows it by (vLLM's served model name)."""
-    backend: str = "vllm"
-    max_model_len: int | None = None
-    root: str | None = None
-    alias_of: str | None = None
-    capabilities: tuple[str, ...] = field(default=("completion",))
-    info: dict[str, Any] | None = field(default=None, compare=False, hash=False)
-    """The backend's own description, when it has one (an Ollama ``/api/tags`` entry)."""
 
     @property
-    def digest(self) -> str:
-        """A stable fake digest: vLLM has none, and clients only compare them."""
-        return hashlib.sha256(f"{self.backend}:{self.served}:{self.name}".encode()).hexdigest()
+    def kind(self) -> Literal["vllm", "ollama"]:
+        """What it is, for ``/health``."""
+        ...
+
+    #: Its URL as shown to people (credentials hidden).
+    url: str
+
+    async def models(self, *, refresh: bool = False) -> list[ModelEntry]:
+        """The models it serves (the same list object while nothing changed)."""
+        ...
+
+    async def chat(self, req: ChatRequest, entry: ModelEntry, raw: bytes) -> Reply:
+        """Answer ``/api/chat`` (``raw`` is the body as the client sent it)."""
+        ...
+
+    async def generate(self, req: GenerateRequest, entry: ModelEntry, raw: bytes) -> Reply:
+        """Answer ``/api/generate``."""
+        ...
+
+    async def embed(self, req: EmbedRequest, entry: ModelEntry, raw: bytes) -> Reply:
+        """Answer ``/api/embed``."""
+        ...
+
+    async def embeddings(self, req: EmbeddingsRequest, entry: ModelEntry, raw: bytes) -> Reply:
+        """Answer the legacy ``/api/embeddings``."""
+        ...
+
+    async def show(self, entry: ModelEntry, raw: bytes, modified_at: datetime) -> Reply:
+        """Answer ``/api/show``."""
+        ...
+
+    async def passthrough(self, path: str, body: dict[str, Any], *, stream: bool) -> Relayed:
+        """Send an OpenAI-compatible request (``/v1/...``) on as it is."""
+        ...
+
+    async def health(self) -> dict[str, Any]:
+        """Whether it answers, and what it serves."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
-def normalize(name: str) -> str:
-    """The lookup key of a model name: case-insensitive, ``:latest`` optional."""
-    key = name.strip().lower()
-    if key.endswith(":latest"):
-        key = key[: -len(":latest")]
-    return key
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a model name leads: its entry and the backend that serves it."""
 
-
-def display_name(name: str) -> str:
-    """The name with a tag, as Ollama always shows it."""
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
+    entry: ModelEntry
+    backend: Backend

@@ -1,32 +1,47 @@
-"""The Ollama backend: forwards requests to a real Ollama (Vision Ollama) untouched."""
+"""The Ollama backend: requests for a real Ollama (the Vision Ollama) passed on untouched."""
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
 
 import orjson
 
+from adapter.backends.base import Relayed
 from adapter.backends.httpclient import public_url
-from adapter.backends.upstream import RawRelay, Upstream, forward
-from adapter.backends.vllm.translate import error_line
+from adapter.backends.upstream import Upstream, forward
+from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.errors import OllamaError
 from adapter.metrics import Metrics
+from adapter.ollama_api.models import ModelEntry, display_name, ordered_capabilities
+from adapter.ollama_api.requests import (
+    ChatRequest,
+    EmbeddingsRequest,
+    EmbedRequest,
+    GenerateRequest,
+)
+from adapter.ollama_api.responses import error_line
+from adapter.openai_api import sse_error
 
 log = logging.getLogger("adapter.ollama")
 
 
 class OllamaBackend:
-    """Serves the models a real Ollama has (llava, nomic-embed-text) by passing requests on."""
+    """Serves the models a real Ollama has (llava, nomic-embed-text) by passing requests on:
+    the body as the client sent it, the answer as Ollama gives it (``Backend``)."""
 
-    def __init__(self, url: str, settings: Settings, metrics: Metrics) -> None:
+    kind: Literal["ollama"] = "ollama"
+
+    def __init__(self, url: str, settings: Settings, metrics: Metrics, clock: Clock) -> None:
         self.name = "ollama"
+        self._now = clock.monotonic
         self.url = public_url(url)
         self._cache_ttl = settings.models_cache_ttl
-        self._models: list[dict[str, Any]] | None = None
-        self._models_at = 0.0
+        self._entries: list[ModelEntry] | None = None
+        self._models_at = float("-inf")
         self.upstream = Upstream(
             "Ollama",
             url,
@@ -34,31 +49,71 @@ class OllamaBackend:
             read_timeout=settings.request_timeout,
             max_connections=settings.max_connections,
             on_error=lambda kind: metrics.upstream_errors.labels("ollama", kind).inc(),
+            on_resend=metrics.upstream_resends.labels("ollama").inc,
         )
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
 
-    async def models(self, *, refresh: bool = False) -> list[dict[str, Any]]:
+    async def models(self, *, refresh: bool = False) -> list[ModelEntry]:
         """Ollama's ``/api/tags`` models, cached like vLLM's list."""
+        now = self._now()
         max_age = 0.5 if refresh else self._cache_ttl
-        if self._models is not None and time.monotonic() - self._models_at < max_age:
-            return self._models
+        if self._entries is not None and now - self._models_at < max_age:
+            return self._entries
         status, content = await self.upstream.fetch("GET", "/api/tags")
         if status != 200:
             raise OllamaError(502, f"Ollama at {self.url} answered {status} to /api/tags")
-        models = orjson.loads(content).get("models") or []
-        self._models = [
-            m for m in models if isinstance(m, dict) and (m.get("model") or m.get("name"))
+        cards = orjson.loads(content).get("models") or []
+        entries = [
+            self._entry(m)
+            for m in cards
+            if isinstance(m, dict) and (m.get("model") or m.get("name"))
         ]
-        self._models_at = time.monotonic()
-        return self._models
+        if self._entries is None or entries != self._entries:
+            self._entries = entries
+        self._models_at = self._now()
+        return self._entries
 
-    async def forward(
-        self, method: str, path: str, body: bytes | dict[str, Any] | None, *, stream: bool
-    ) -> tuple[int, str, RawRelay | bytes]:
-        """Send the client's request on; answer the status, content type and body (or a relay)."""
-        content = orjson.dumps(body) if isinstance(body, dict) else body
+    def _entry(self, card: Mapping[str, Any]) -> ModelEntry:
+        name = str(card.get("model") or card.get("name"))
+        caps = card.get("capabilities")
+        return ModelEntry(
+            name=display_name(name),
+            served=name,
+            backend=self.name,
+            max_model_len=(card.get("details") or {}).get("context_length"),
+            capabilities=ordered_capabilities(frozenset(caps) if caps else {"completion"}),
+            info=dict(card),
+        )
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            models = await self.models(refresh=True)
+        except OllamaError as exc:
+            return {"url": self.url, "reachable": False, "error": exc.message}
+        return {"url": self.url, "reachable": True, "models": [e.served for e in models]}
+
+    async def _forward(self, path: str, raw: bytes, *, stream: bool) -> Relayed:
+        return await forward(self.upstream, "POST", path, raw, stream=stream, error_line=error_line)
+
+    async def chat(self, req: ChatRequest, entry: ModelEntry, raw: bytes) -> Relayed:
+        return await self._forward("/api/chat", raw, stream=req.stream is not False)
+
+    async def generate(self, req: GenerateRequest, entry: ModelEntry, raw: bytes) -> Relayed:
+        return await self._forward("/api/generate", raw, stream=req.stream is not False)
+
+    async def embed(self, req: EmbedRequest, entry: ModelEntry, raw: bytes) -> Relayed:
+        return await self._forward("/api/embed", raw, stream=False)
+
+    async def embeddings(self, req: EmbeddingsRequest, entry: ModelEntry, raw: bytes) -> Relayed:
+        return await self._forward("/api/embeddings", raw, stream=False)
+
+    async def show(self, entry: ModelEntry, raw: bytes, modified_at: datetime) -> Relayed:
+        return await self._forward("/api/show", raw, stream=False)
+
+    async def passthrough(self, path: str, body: dict[str, Any], *, stream: bool) -> Relayed:
+        """Ollama serves the OpenAI-compatible routes too: ``/v1/*`` goes on as it is."""
         return await forward(
-            self.upstream, method, path, content, stream=stream, error_line=error_line
+            self.upstream, "POST", path, orjson.dumps(body), stream=stream, error_line=sse_error
         )

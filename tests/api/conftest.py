@@ -8,8 +8,10 @@ import httpx
 import pytest
 
 from adapter.app import create_app
+from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
 from tests.fake_vllm import FakeVLLM
+from tests.support.clock import Ticks, hand_clock
 
 
 @pytest.fixture
@@ -28,9 +30,9 @@ async def settings(fake: FakeVLLM) -> Settings:
     )
 
 
-async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to a fresh app built from ``settings``."""
-    app = create_app(settings)
+async def serve(settings: Settings, clock: Clock = SYSTEM) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to a fresh app built from ``settings`` (and ``clock``)."""
+    app = create_app(settings, clock)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://adapter") as c,
@@ -39,6 +41,12 @@ async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in serve(settings):
+def ticks() -> Ticks:
+    """The app's cache ages: they move only when a test advances them."""
+    return Ticks()
+
+
+@pytest.fixture
+async def client(settings: Settings, ticks: Ticks) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in serve(settings, hand_clock(ticks)):
         yield c

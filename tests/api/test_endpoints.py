@@ -16,6 +16,7 @@ from adapter.config import Settings
 from tests import fixtures
 from tests.api.conftest import serve
 from tests.fake_vllm import FakeVLLM, chat_chunk, error_body, sse, usage_chunk
+from tests.support.clock import Ticks, hand_clock
 
 CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -53,10 +54,16 @@ async def test_tags_list_served_models_and_aliases_with_tags(client: httpx.Async
     assert models[0]["digest"] == (await client.get("/api/tags")).json()["models"][0]["digest"]
 
 
-async def test_tags_cache_is_refreshed_on_a_miss(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+async def test_tags_cache_is_refreshed_on_a_miss(
+    client: httpx.AsyncClient, fake: FakeVLLM, ticks: Ticks
+) -> None:
     await client.get("/api/tags")
     fake.served.append("new-model")
-    await asyncio.sleep(0.6)  # a miss re-asks vLLM at most twice a second
+    listed = sum(p == "/v1/models" for p, _ in fake.requests)
+    resp = await client.post("/api/chat", json={**CHAT, "model": "new-model", "stream": False})
+    assert resp.status_code == 404  # a miss re-asks vLLM at most twice a second...
+    assert sum(p == "/v1/models" for p, _ in fake.requests) == listed
+    ticks.advance(0.5)  # ...and now it may
     resp = await client.post("/api/chat", json={**CHAT, "model": "new-model", "stream": False})
     assert resp.status_code == 200
     assert fake.last["model"] == "new-model"
@@ -64,7 +71,7 @@ async def test_tags_cache_is_refreshed_on_a_miss(client: httpx.AsyncClient, fake
     tags = [m["model"] for m in (await client.get("/api/tags")).json()["models"]]
     assert "new-model:latest" in tags
     fake.served[fake.served.index("new-model")] = "other-model"
-    await asyncio.sleep(0.6)
+    ticks.advance(0.5)
     await client.post("/api/chat", json={**CHAT, "model": "other-model", "stream": False})
     tags = [m["model"] for m in (await client.get("/api/tags")).json()["models"]]
     assert "new-model:latest" not in tags and "other-model:latest" in tags
@@ -384,19 +391,21 @@ async def test_many_concurrent_streams(client: httpx.AsyncClient) -> None:
     assert all(ndjson(r)[-1]["done"] is True for r in results)
 
 
-async def test_a_connection_closed_by_vllm_is_retried_once(
+async def test_a_generation_vllm_dropped_unanswered_is_a_502_and_not_sent_again(
     client: httpx.AsyncClient, fake: FakeVLLM
 ) -> None:
-    """vLLM closes idle keep-alive connections after 5 s; a request that meets such a
-    connection never reached vLLM, so it is sent again instead of failing with 502."""
+    """vLLM read the request and closed the connection without an answer: it may have
+    started generating, so the adapter does not send it twice (RFC 9112 section 9.3.1); the
+    client gets a clear 502 and may retry itself. The adapter goes on serving."""
     assert (await client.post("/api/chat", json={**CHAT, "stream": False})).status_code == 200
     fake.drop_next = 1
     resp = await client.post("/api/chat", json={**CHAT, "stream": False})
-    assert resp.status_code == 200
-    assert [p for p, _ in fake.requests[-2:]] == ["dropped", "/v1/chat/completions"]
-    fake.drop_next = 2
-    resp = await client.post("/api/chat", json={**CHAT, "stream": False})
-    assert resp.status_code == 502 and "vLLM" in resp.json()["error"]
+    assert resp.status_code == 502
+    assert resp.json()["error"].startswith(f"connection to vLLM at {fake._urls['vllm']} failed")
+    assert [p for p, _ in fake.requests[-1:]] == ["dropped"]
+    assert (await client.post("/api/chat", json={**CHAT, "stream": False})).status_code == 200
+    text = (await client.get("/metrics")).text
+    assert 'ollama_adapter_upstream_resends_total{backend="vllm"} 0.0' in text
 
 
 async def test_a_large_body_sent_in_pieces_is_read_whole(
@@ -443,19 +452,19 @@ async def test_a_silent_upstream_times_out_with_a_clear_error(fake: FakeVLLM) ->
 async def test_a_slow_model_list_never_holds_up_generation(fake: FakeVLLM) -> None:
     """Once a name is known, the catalogue's refresh runs beside the requests: a busy vLLM
     that takes seconds to list its models must not stall every generation meanwhile."""
-    settings = Settings(vllm_url=await fake.url(), models_cache_ttl=0.05, probe_capabilities=False)
+    settings = Settings(vllm_url=await fake.url(), models_cache_ttl=10, probe_capabilities=False)
     quick = {**CHAT, "stream": False}
-    async for c in serve(settings):
+    ticks = Ticks()
+    async for c in serve(settings, hand_clock(ticks)):
         assert (await c.post("/api/chat", json=quick)).status_code == 200
-        await asyncio.sleep(0.1)  # the catalogue is now due for a refresh
+        ticks.advance(10)  # the catalogue is now due for a refresh
         fake.models_gate = asyncio.Event()
         listed = sum(p == "/v1/models" for p, _ in fake.requests)
         for _ in range(3):
             resp = await asyncio.wait_for(c.post("/api/chat", json=quick), 10)
             assert resp.status_code == 200
         assert sum(p == "/v1/models" for p, _ in fake.requests) == listed + 1  # one refresh
-        fake.models_gate.set()
-        await asyncio.sleep(0.05)
+        fake.models_gate.set()  # the refresh ends; the list is served again
         assert (await c.get("/api/tags")).status_code == 200
 
 

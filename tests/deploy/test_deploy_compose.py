@@ -43,7 +43,8 @@ def resolve_host(cfg: dict[str, Any], host: str) -> str:
     """The one service that answers to `host` on the compose network."""
     owners = [name for name, svc in cfg["services"].items() if name == host or host in aliases(svc)]
     assert len(owners) == 1, f"{host!r} resolves to {owners}"
-    return owners[0]
+    owner: str = owners[0]
+    return owner
 
 
 def published(cfg: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -292,7 +293,8 @@ def test_volumes_shared_and_named(resolved: ResolvedConfig) -> None:
         cfg = resolved(phase)
         vol = next(v for v in cfg["services"][svc]["volumes"] if v["target"] == target)
         assert vol["type"] == "volume"
-        return cfg["volumes"][vol["source"]]["name"]
+        name: str = cfg["volumes"][vol["source"]]["name"]
+        return name
 
     vision = {mount(p, "vision-ollama", "/root/.ollama") for p in PHASES}
     assert vision == {"llm-stack-vision-ollama-models"}

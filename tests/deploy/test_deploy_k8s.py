@@ -34,7 +34,8 @@ def objects() -> dict[tuple[str, str], dict[str, Any]]:
 
 def adapter_container() -> dict[str, Any]:
     dep = objects()[("Deployment", "ollama-adapter")]
-    return dep["spec"]["template"]["spec"]["containers"][0]
+    container: dict[str, Any] = dep["spec"]["template"]["spec"]["containers"][0]
+    return container
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)

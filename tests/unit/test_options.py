@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from adapter.backends.vllm import translate as t
+from adapter.backends.vllm import requests as t
 from adapter.errors import OllamaError
+from adapter.ollama_api.durations import keep_alive_seconds
+from adapter.ollama_api.responses import created_at
 
 
 def test_every_mappable_option_reaches_vllm_under_its_own_name() -> None:
@@ -165,18 +167,18 @@ def test_logprobs_fields_and_range() -> None:
     ],
 )
 def test_keep_alive_forms(value: float | str | None, seconds: float | None) -> None:
-    assert t.keep_alive_seconds(value) == seconds
+    assert keep_alive_seconds(value) == seconds
 
 
 @pytest.mark.parametrize("value", ["5 minutes", "m5", "1x", "--1s"])
 def test_bad_keep_alive_is_rejected(value: str) -> None:
     with pytest.raises(OllamaError) as err:
-        t.keep_alive_seconds(value)
+        keep_alive_seconds(value)
     assert err.value.status == 400
     assert err.value.message == f'time: invalid duration "{value}"'
 
 
 def test_created_at_is_rfc3339_utc_with_trimmed_nanoseconds() -> None:
-    assert t.created_at(1_700_000_000_123_456_000) == "2023-11-14T22:13:20.123456Z"
-    assert t.created_at(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
-    assert t.created_at(1_700_000_000_000_000_001) == "2023-11-14T22:13:20.000000001Z"
+    assert created_at(1_700_000_000_123_456_000) == "2023-11-14T22:13:20.123456Z"
+    assert created_at(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
+    assert created_at(1_700_000_000_000_000_001) == "2023-11-14T22:13:20.000000001Z"

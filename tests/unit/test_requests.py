@@ -8,9 +8,15 @@ from typing import Any
 import orjson
 import pytest
 
-from adapter.api.schemas import ChatRequest, GenerateRequest, Message
-from adapter.backends.vllm import translate as t
+from adapter.backends.vllm import requests as t
 from adapter.errors import OllamaError
+from adapter.ollama_api.requests import ChatRequest, GenerateRequest, Message
+from tests.support.clock import fake_clock
+
+
+def chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    return t.chat_messages(messages, fake_clock())
+
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\0" * 16).decode()
@@ -24,7 +30,7 @@ def test_chat_body_streaming_asks_for_usage_and_keeps_served_name() -> None:
     req = ChatRequest.model_validate(
         {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "tools": []}
     )
-    body = t.chat_body(req, "tiny-llm", stream=True, max_model_len=512)
+    body = t.chat_body(req, "tiny-llm", stream=True, max_model_len=512, clock=fake_clock())
     assert body == {
         "model": "tiny-llm",
         "messages": [{"role": "user", "content": "hi"}],
@@ -43,7 +49,7 @@ def test_chat_body_without_stream_sends_no_stream_options() -> None:
             "options": {"temperature": 0},
         }
     )
-    body = t.chat_body(req, "m", stream=False, max_model_len=None)
+    body = t.chat_body(req, "m", stream=False, max_model_len=None, clock=fake_clock())
     assert "stream" not in body and "stream_options" not in body
     assert body["response_format"] == {"type": "json_object"}
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
@@ -51,7 +57,7 @@ def test_chat_body_without_stream_sends_no_stream_options() -> None:
 
 
 def test_roles_are_lowercased_and_images_become_data_uri_parts() -> None:
-    out = t.chat_messages(
+    out = chat_messages(
         messages({"role": "USER", "content": "what is this?", "images": [PNG, JPEG]})
     )
     assert out == [
@@ -68,12 +74,12 @@ def test_roles_are_lowercased_and_images_become_data_uri_parts() -> None:
 
 def test_invalid_base64_image_is_a_400() -> None:
     with pytest.raises(OllamaError) as err:
-        t.chat_messages(messages({"role": "user", "content": "x", "images": ["not base64!!"]}))
+        chat_messages(messages({"role": "user", "content": "x", "images": ["not base64!!"]}))
     assert err.value.status == 400
 
 
 def test_tool_round_trip_pairs_results_with_calls_by_position() -> None:
-    out = t.chat_messages(
+    out = chat_messages(
         messages(
             {"role": "user", "content": "weather?"},
             {
@@ -110,7 +116,7 @@ def test_tool_round_trip_pairs_results_with_calls_by_position() -> None:
 
 
 def test_tool_results_named_by_tool_name_or_id_find_their_call() -> None:
-    out = t.chat_messages(
+    out = chat_messages(
         messages(
             {
                 "role": "assistant",
@@ -129,7 +135,7 @@ def test_tool_results_named_by_tool_name_or_id_find_their_call() -> None:
 
 
 def test_assistant_thinking_is_replayed_as_reasoning() -> None:
-    out = t.chat_messages(messages({"role": "assistant", "content": "4", "thinking": "2+2"}))
+    out = chat_messages(messages({"role": "assistant", "content": "4", "thinking": "2+2"}))
     assert out == [{"role": "assistant", "content": "4", "reasoning": "2+2"}]
 
 
@@ -142,7 +148,7 @@ def test_tools_empty_list_means_none_and_missing_parameters_are_filled() -> None
             "tools": [{"type": "function", "function": {"name": "now", "description": "time"}}],
         }
     )
-    body = t.chat_body(req, "m", stream=False, max_model_len=None)
+    body = t.chat_body(req, "m", stream=False, max_model_len=None, clock=fake_clock())
     assert body["tools"] == [
         {
             "type": "function",

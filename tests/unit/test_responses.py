@@ -8,10 +8,15 @@ from typing import Any
 import orjson
 import pytest
 
-from adapter.backends.vllm import translate as t
-from adapter.backends.vllm.translate import StreamTranslator, Timings
+from adapter.backends.vllm import responses as t
+from adapter.backends.vllm.responses import Timings
+from adapter.backends.vllm.stream import StreamTranslator
+from adapter.errors import OllamaError
+from adapter.jsonutil import dumps, loads_lenient
+from adapter.ollama_api.responses import load_response
 from tests import fixtures
 from tests.fake_vllm import chat_chunk, usage_chunk
+from tests.support.clock import fake_clock
 
 
 def lines(data: bytes) -> list[dict[str, Any]]:
@@ -42,7 +47,9 @@ def test_done_reason(finish: str | None, done: str) -> None:
 
 def test_recorded_chat_stream_becomes_ndjson_with_counts_only_on_the_last_line() -> None:
     events = fixtures.sse_events("chat_stream.sse")
-    out = run_stream(StreamTranslator("llama3.2", Timings(start=1), chat=True), events)
+    out = run_stream(
+        StreamTranslator("llama3.2", Timings(start=1), clock=fake_clock(), chat=True), events
+    )
     expected_text = "".join(
         (e["choices"][0]["delta"].get("content") or "") for e in events if e["choices"]
     )
@@ -94,7 +101,7 @@ def test_streamed_tool_call_fragments_are_sent_once_whole_with_object_arguments(
         chat_chunk({}, "tool_calls"),
         usage_chunk(30, 12),
     ]
-    out = run_stream(StreamTranslator("m", Timings(start=1), chat=True), events)
+    out = run_stream(StreamTranslator("m", Timings(start=1), clock=fake_clock(), chat=True), events)
     calls = [c for line in out for c in line["message"].get("tool_calls", [])]
     assert calls == [
         {
@@ -114,7 +121,7 @@ def test_reasoning_and_legacy_reasoning_content_become_thinking() -> None:
         chat_chunk({"content": "42"}, "stop"),
         usage_chunk(3, 3),
     ]
-    out = run_stream(StreamTranslator("m", Timings(start=1), chat=True), events)
+    out = run_stream(StreamTranslator("m", Timings(start=1), clock=fake_clock(), chat=True), events)
     assert [line["message"].get("thinking") for line in out[:-1]] == ["let me ", "think", None]
     assert [line["message"]["content"] for line in out[:-1]] == ["", "", "42"]
 
@@ -126,7 +133,7 @@ def test_generate_stream_uses_response_and_collects_context() -> None:
     b = chat_chunk({"content": "llo"}, "stop")
     b["choices"][0]["token_ids"] = [11]
     out = run_stream(
-        StreamTranslator("m", Timings(start=1), chat=False, context=True),
+        StreamTranslator("m", Timings(start=1), clock=fake_clock(), chat=False, context=True),
         [first, a, b, usage_chunk(3, 2)],
     )
     assert [line["response"] for line in out] == ["he", "llo", ""]
@@ -136,7 +143,10 @@ def test_generate_stream_uses_response_and_collects_context() -> None:
 
 def test_recorded_completions_stream_for_raw_generate() -> None:
     events = fixtures.sse_events("completions_stream.sse")
-    out = run_stream(StreamTranslator("m", Timings(start=1), chat=False, completions=True), events)
+    out = run_stream(
+        StreamTranslator("m", Timings(start=1), clock=fake_clock(), chat=False, completions=True),
+        events,
+    )
     text = "".join(e["choices"][0]["text"] for e in events if e["choices"])
     assert "".join(line["response"] for line in out) == text
     assert out[-1]["done"] is True
@@ -144,14 +154,16 @@ def test_recorded_completions_stream_for_raw_generate() -> None:
 
 
 def test_error_event_mid_stream_raises() -> None:
-    tr = StreamTranslator("m", Timings(start=1), chat=True)
-    with pytest.raises(t.OllamaError, match="boom"):
+    tr = StreamTranslator("m", Timings(start=1), clock=fake_clock(), chat=True)
+    with pytest.raises(OllamaError, match="boom"):
         tr.feed({"error": {"message": "boom", "type": "InternalServerError", "code": 500}})
 
 
 def test_recorded_chat_answer() -> None:
     resp = fixtures.load("chat.json")
-    out = t.chat_response(resp, "llama3.2", Timings(start=1, sent=2, first=3, end=4))
+    out = t.chat_response(
+        resp, "llama3.2", Timings(start=1, sent=2, first=3, end=4), clock=fake_clock()
+    )
     assert out["message"] == {
         "role": "assistant",
         "content": resp["choices"][0]["message"]["content"],
@@ -165,7 +177,7 @@ def test_recorded_chat_answer() -> None:
 
 def test_recorded_chat_answer_with_logprobs() -> None:
     resp = fixtures.load("chat_logprobs.json")
-    out = t.chat_response(resp, "m", Timings(start=1))
+    out = t.chat_response(resp, "m", Timings(start=1), clock=fake_clock())
     content = resp["choices"][0]["logprobs"]["content"]
     assert [lp["token"] for lp in out["logprobs"]] == [c["token"] for c in content]
     assert (
@@ -180,7 +192,7 @@ def test_non_streaming_tool_calls_and_null_content() -> None:
         {"id": "x1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
     ]
     resp["choices"][0]["finish_reason"] = "tool_calls"
-    out = t.chat_response(resp, "m", Timings(start=1))
+    out = t.chat_response(resp, "m", Timings(start=1), clock=fake_clock())
     assert out["message"]["content"] == ""
     assert out["message"]["tool_calls"] == [
         {"id": "x1", "function": {"index": 0, "name": "f", "arguments": {"a": 1}}}
@@ -190,7 +202,7 @@ def test_non_streaming_tool_calls_and_null_content() -> None:
 
 def test_recorded_completions_answer_for_raw_generate() -> None:
     resp = fixtures.load("completions.json")
-    out = t.generate_response(resp, "m", Timings(start=1), completions=True)
+    out = t.generate_response(resp, "m", Timings(start=1), completions=True, clock=fake_clock())
     assert out["response"] == resp["choices"][0]["text"]
     assert [lp["token"] for lp in out["logprobs"]] == resp["choices"][0]["logprobs"]["tokens"]
     assert "context" not in out
@@ -200,7 +212,7 @@ def test_generate_answer_carries_context() -> None:
     resp = copy.deepcopy(fixtures.load("chat.json"))
     resp["prompt_token_ids"] = [1, 2]
     resp["choices"][0]["token_ids"] = [3]
-    out = t.generate_response(resp, "m", Timings(start=1), completions=False)
+    out = t.generate_response(resp, "m", Timings(start=1), completions=False, clock=fake_clock())
     assert out["context"] == [1, 2, 3]
     assert out["response"] == resp["choices"][0]["message"]["content"]
 
@@ -241,24 +253,25 @@ def test_other_upstream_error_shapes(status: int, body: bytes, expected: int) ->
 
 
 def test_load_and_unload_answers() -> None:
-    assert t.load_response("m", chat=True, unload=False)["done_reason"] == "load"
-    out = t.load_response("m", chat=False, unload=True)
+    assert load_response("m", chat=True, unload=False, now_ns=1)["done_reason"] == "load"
+    out = load_response("m", chat=False, unload=True, now_ns=1)
     assert out["done_reason"] == "unload" and out["response"] == "" and out["done"] is True
 
 
 def test_tool_arguments_keep_big_integers_and_survive_lone_surrogates() -> None:
     big = 5955212961625810519337140635668626
     calls = t.tool_calls_out(
-        [{"id": "a", "function": {"name": "f", "arguments": f'{{"n": {big}, "s": "x\\ud83d"}}'}}]
+        [{"id": "a", "function": {"name": "f", "arguments": f'{{"n": {big}, "s": "x\\ud83d"}}'}}],
+        fake_clock(),
     )
     assert calls[0]["function"]["arguments"] == {"n": big, "s": "x\ufffd"}
-    line = orjson.loads(t.dumps({"message": {"tool_calls": calls}}))
+    line = orjson.loads(dumps({"message": {"tool_calls": calls}}))
     assert line["message"]["tool_calls"][0]["function"]["arguments"]["s"] == "x\ufffd"
-    assert str(big) in t.dumps(calls).decode()
+    assert str(big) in dumps(calls).decode()
 
 
 def test_stream_events_with_lone_surrogates_are_read() -> None:
-    event = t.loads_lenient(b'{"choices": [{"delta": {"content": "a\\udc00b"}}]}')
+    event = loads_lenient(b'{"choices": [{"delta": {"content": "a\\udc00b"}}]}')
     assert event["choices"][0]["delta"]["content"] == "a\ufffdb"
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+
+from starlette.types import Message
 
 from adapter.api.streaming import NDJSONStream
 
@@ -14,11 +15,11 @@ class SlowUpstream:
 
     def __init__(self) -> None:
         self.closed = False
-        self.sent = 0
+        self.first_sent = asyncio.Event()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield b'{"a":1}\n'
-        self.sent += 1
+        self.first_sent.set()
         await asyncio.sleep(3600)
         yield b'{"b":2}\n'
 
@@ -29,19 +30,19 @@ class SlowUpstream:
 async def test_disconnect_closes_the_upstream_while_it_is_silent() -> None:
     upstream = SlowUpstream()
     disconnected: list[bool] = []
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
     gone = asyncio.Event()
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         await gone.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     response = NDJSONStream(upstream, on_disconnect=lambda: disconnected.append(True))
     task = asyncio.ensure_future(response({"type": "http"}, receive, send))
-    await asyncio.sleep(0.05)
+    await upstream.first_sent.wait()
     assert not upstream.closed
     gone.set()
     await asyncio.wait_for(task, 2)
@@ -62,13 +63,13 @@ async def test_complete_stream_ends_the_body_and_closes() -> None:
             self.closed = True
 
     upstream = Short()
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         await asyncio.sleep(3600)
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await asyncio.wait_for(NDJSONStream(upstream)({"type": "http"}, receive, send), 2)
@@ -82,6 +83,8 @@ async def test_finishing_the_upstream_after_the_last_line_is_not_a_disconnect() 
     reused). uvicorn answers ``receive()`` with ``http.disconnect`` once a response is
     complete; that must not cancel the relay's read nor count as a client leaving."""
 
+    watching = asyncio.Event()
+
     class Ending:
         ended = False
         drained = False
@@ -89,30 +92,32 @@ async def test_finishing_the_upstream_after_the_last_line_is_not_a_disconnect() 
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             yield b"a\n"
-            await asyncio.sleep(0.08)  # long enough for the disconnect watcher to start
+            await watching.wait()  # the disconnect watcher has started
             self.ended = True
             yield b"last\n"
-            await asyncio.sleep(0.02)  # reading the end of vLLM's answer
+            for _ in range(5):  # reading the end of vLLM's answer, while uvicorn says
+                await asyncio.sleep(0)  # "disconnect" to anyone still listening
             self.drained = True
 
         async def aclose(self) -> None:
             self.closed = True
 
     upstream = Ending()
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
     complete = asyncio.Event()
     disconnected: list[bool] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
+        watching.set()
         await complete.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
         if message.get("more_body") is False:
             complete.set()  # as uvicorn: the response is complete
 
-    response = NDJSONStream(upstream, on_disconnect=lambda: disconnected.append(True))
+    response = NDJSONStream(upstream, on_disconnect=lambda: disconnected.append(True), grace=0)
     await asyncio.wait_for(response({"type": "http"}, receive, send), 2)
     assert [m.get("body") for m in sent[1:]] == [b"a\n", b"last\n"]
     assert sent[-1]["more_body"] is False

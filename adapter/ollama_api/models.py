@@ -1,12 +1,102 @@
-"""Ollama's model-description shapes (tags, ps, show) built from the router's entries."""
+"""Models as Ollama clients see them: names, the entry the router hands out, and Ollama's
+model-description shapes (``/api/tags``, ``/api/ps``, ``/api/show``) built from an entry."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
-from adapter.backends.base import ModelEntry
+#: Capabilities Ollama knows, in the order it lists them.
+CAPABILITY_ORDER = ("completion", "tools", "insert", "vision", "embedding", "thinking")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One model as Ollama clients see it, and where it really lives."""
+
+    name: str
+    """Display name with a tag, as ``/api/tags`` lists it (``llama3.2:latest``)."""
+    served: str
+    """The name the backend knows it by (vLLM's served model name)."""
+    backend: str = "vllm"
+    """The name of the backend that serves it."""
+    max_model_len: int | None = None
+    root: str | None = None
+    alias_of: str | None = None
+    capabilities: tuple[str, ...] = field(default=("completion",))
+    info: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    """The backend's own description, when it has one (an Ollama ``/api/tags`` entry)."""
+
+    @property
+    def digest(self) -> str:
+        """A stable fake digest: vLLM has none, and clients only compare them."""
+        return hashlib.sha256(f"{self.backend}:{self.served}:{self.name}".encode()).hexdigest()
+
+
+def normalize(name: str) -> str:
+    """The lookup key of a model name: case-insensitive, ``:latest`` optional."""
+    key = name.strip().lower()
+    if key.endswith(":latest"):
+        key = key[: -len(":latest")]
+    return key
+
+
+def display_name(name: str) -> str:
+    """The name with a tag, as Ollama always shows it."""
+    last = name.rsplit("/", 1)[-1]
+    return name if ":" in last else f"{name}:latest"
+
+
+def ordered_capabilities(caps: set[str] | frozenset[str]) -> tuple[str, ...]:
+    """Capabilities in Ollama's order."""
+    return tuple(c for c in CAPABILITY_ORDER if c in caps)
+
+
+class ModelDetails(TypedDict, total=False):
+    parent_model: str
+    format: str
+    family: str
+    families: list[str]
+    parameter_size: str
+    quantization_level: str
+    context_length: int
+
+
+class TagEntry(TypedDict):
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: ModelDetails
+    capabilities: list[str]
+
+
+class PsEntry(TypedDict, total=False):
+    name: str
+    model: str
+    size: int
+    digest: str
+    details: ModelDetails
+    expires_at: str
+    size_vram: int
+    context_length: int
+
+
+class ShowResponse(TypedDict, total=False):
+    license: str
+    modelfile: str
+    parameters: str
+    template: str
+    system: str
+    details: ModelDetails
+    model_info: dict[str, Any]
+    capabilities: list[str]
+    modified_at: str
+
 
 _FAMILIES = (
     ("qwen3", "qwen3"),
@@ -45,10 +135,10 @@ def parameter_size(entry: ModelEntry) -> str:
     return f"{match.group(1)}{match.group(2).upper()}"
 
 
-def details(entry: ModelEntry) -> dict[str, Any]:
+def details(entry: ModelEntry) -> ModelDetails:
     """Ollama's ``details`` object."""
     fam = family(entry)
-    out: dict[str, Any] = {
+    out: ModelDetails = {
         "parent_model": entry.alias_of or "",
         "format": "safetensors",
         "family": fam,
@@ -66,7 +156,7 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone().isoformat()
 
 
-def tag_entry(entry: ModelEntry, modified_at: datetime) -> dict[str, Any]:
+def tag_entry(entry: ModelEntry, modified_at: datetime) -> TagEntry:
     """One model of ``/api/tags``: ``name`` and ``model`` both carry the tag."""
     return {
         "name": entry.name,
@@ -82,9 +172,9 @@ def tag_entry(entry: ModelEntry, modified_at: datetime) -> dict[str, Any]:
 FAR_FUTURE = datetime(2318, 1, 1, tzinfo=UTC)
 
 
-def ps_entry(entry: ModelEntry) -> dict[str, Any]:
+def ps_entry(entry: ModelEntry) -> PsEntry:
     """One model of ``/api/ps``: vLLM keeps every served model loaded, so none expires."""
-    out: dict[str, Any] = {
+    out: PsEntry = {
         "name": entry.name,
         "model": entry.name,
         "size": 0,
@@ -98,7 +188,7 @@ def ps_entry(entry: ModelEntry) -> dict[str, Any]:
     return out
 
 
-def show(entry: ModelEntry, modified_at: datetime, *, backend_url: str) -> dict[str, Any]:
+def show(entry: ModelEntry, modified_at: datetime, *, backend_url: str) -> ShowResponse:
     """``/api/show``: ``model_info`` always present, with ``<arch>.context_length``."""
     fam = family(entry)
     info: dict[str, Any] = {

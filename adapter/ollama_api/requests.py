@@ -1,7 +1,7 @@
-"""Ollama's request objects as pydantic models: the one place that knows Ollama's field names.
+"""Ollama's request objects as pydantic models, as ollama-python's ``_types.py`` keeps them.
 
-Requests are validated on the way in; responses are built as plain dicts on the hot path
-(see ``adapter.backends.vllm.translate``) and their field names are documented there.
+Requests are validated on the way in (unknown keys ignored, as Ollama ignores them); the
+answers' shapes are in ``adapter.ollama_api.responses`` and ``adapter.ollama_api.models``.
 """
 
 from __future__ import annotations

@@ -1,18 +1,17 @@
-"""Ollama's model endpoints: list, running, show, and the management calls vLLM owns."""
+"""Ollama's model endpoints: list, running, show, pull, and the management calls vLLM owns."""
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from adapter.api.catalogue import ps_entry, show, tag_entry
-from adapter.api.common import parse, passthrough, read_body, state_of
-from adapter.api.schemas import CopyRequest, ModelRequest, PullRequest, ShowRequest
-from adapter.api.streaming import JSON_TYPE, json_response
-from adapter.backends.base import display_name
-from adapter.backends.vllm.translate import dumps
+from adapter.api.common import answer, parse, read_body, state_of, target
+from adapter.api.streaming import JSON_TYPE, NDJSON_TYPE, cancel_on_disconnect, json_response
 from adapter.errors import OllamaError
+from adapter.jsonutil import dumps
+from adapter.ollama_api.models import display_name, ps_entry, tag_entry
+from adapter.ollama_api.requests import CopyRequest, ModelRequest, PullRequest, ShowRequest
+from adapter.ollama_api.responses import progress_lines
 
 router = APIRouter()
 
@@ -46,14 +45,10 @@ async def show_model(request: Request) -> Response:
     name = req.target
     if not name:
         raise OllamaError(400, "model is required")
-    state = state_of(request)
-    entry = await state.router.resolve(name)
-    if entry is None:
-        raise OllamaError(404, f"model '{display_name(name)}' not found")
-    backend = state.vllm_for(entry)
-    if backend is None:
-        return await passthrough(request, entry, "/api/show", raw, stream=False)
-    return json_response(show(entry, state.started_at, backend_url=backend.url))
+    found = await target(request, name, missing=f"model '{display_name(name)}' not found")
+    started = state_of(request).started_at
+    reply = await cancel_on_disconnect(request, found.backend.show(found.entry, raw, started))
+    return answer(reply, request)
 
 
 @router.post("/api/pull")
@@ -64,19 +59,11 @@ async def pull(request: Request) -> Response:
     name = req.target
     if not name:
         raise OllamaError(400, "invalid model name")
-    entry = await state_of(request).router.resolve(name)
-    if entry is None:
-        raise OllamaError(404, f"pull model manifest: file does not exist ({MANAGED})")
+    await target(request, name, missing=f"pull model manifest: file does not exist ({MANAGED})")
     if req.stream is False:
         return json_response({"status": "success"})
-    steps = [
-        {"status": "pulling manifest"},
-        {"status": "verifying sha256 digest"},
-        {"status": "writing manifest"},
-        {"status": "success"},
-    ]
-    body = b"".join(orjson.dumps(s) + b"\n" for s in steps)
-    return Response(body, media_type="application/x-ndjson")
+    steps = ("pulling manifest", "verifying sha256 digest", "writing manifest", "success")
+    return Response(progress_lines(*steps), media_type=NDJSON_TYPE)
 
 
 @router.post("/api/push")
@@ -90,8 +77,7 @@ async def not_managed_here(request: Request) -> Response:
 async def copy(request: Request) -> Response:
     _, data = await read_body(request)
     req = parse(CopyRequest, data)
-    if await state_of(request).router.resolve(req.source) is None:
-        raise OllamaError(404, f'model "{req.source}" not found')
+    await target(request, req.source, missing=f'model "{req.source}" not found')
     raise OllamaError(501, f"copy is not supported: {MANAGED}")
 
 
@@ -102,8 +88,7 @@ async def delete(request: Request) -> Response:
     name = req.target
     if not name:
         raise OllamaError(400, "model is required")
-    if await state_of(request).router.resolve(name) is None:
-        raise OllamaError(404, f"model '{name}' not found")
+    await target(request, name)
     raise OllamaError(501, f"delete is not supported: {MANAGED}")
 
 

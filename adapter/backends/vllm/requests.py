@@ -1,0 +1,368 @@
+"""Ollama requests as vLLM's OpenAI-compatible request bodies. Pure: no I/O, no clock; ids
+come from the ``Clock`` the caller passes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from adapter.clock import Clock
+from adapter.errors import OllamaError
+from adapter.ollama_api.requests import ChatRequest, GenerateRequest, Message, Tool
+
+# --------------------------------------------------------------------------- options
+
+_FLOAT_OPTIONS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "min_p": "min_p",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "repeat_penalty": "repetition_penalty",
+}
+_INT_OPTIONS = frozenset({"num_predict", "top_k", "seed"})
+# Every other key Ollama knows (num_ctx, num_gpu, mirostat, typical_p, ...) has no vLLM
+# per-request equivalent; like Ollama with unknown keys, the adapter accepts and ignores them.
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OllamaError(400, f'option "{key}" must be of type number')
+    return float(value)
+
+
+def _integer(key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise OllamaError(400, f'option "{key}" must be of type integer')
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, int):
+        raise OllamaError(400, f'option "{key}" must be of type integer')
+    return value
+
+
+def _stop_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise OllamaError(400, 'option "stop" must be of type array')
+
+
+def sampling_params(
+    options: Mapping[str, Any] | None,
+    *,
+    num_predict: int | None = None,
+    max_model_len: int | None = None,
+    completions: bool = False,
+) -> dict[str, Any]:
+    """Map Ollama ``options`` to vLLM sampling fields, forwarding only what the client set.
+
+    ``num_predict`` is the top-level value some clients send; inside ``options`` wins.
+    The completions endpoint defaults ``max_tokens`` to 16, so for it an unbounded request
+    asks for the whole context (vLLM clamps prompt + output to ``max_model_len``).
+    """
+    out: dict[str, Any] = {}
+    predict = num_predict
+    for key, value in (options or {}).items():
+        if value is None:
+            continue
+        target = _FLOAT_OPTIONS.get(key)
+        if target is not None:
+            out[target] = _number(key, value)
+        elif key == "num_predict":
+            predict = _integer(key, value)
+        elif key == "top_k":
+            top_k = _integer(key, value)
+            out["top_k"] = top_k if top_k > 0 else -1
+        elif key == "seed":
+            seed = _integer(key, value)
+            if seed >= 0:
+                out["seed"] = seed
+        elif key == "stop":
+            stops = _stop_list(value)
+            if stops:
+                out["stop"] = stops
+    if predict is not None and predict > 0:
+        out["max_tokens"] = min(predict, max_model_len) if max_model_len else predict
+    elif completions and max_model_len:
+        out["max_tokens"] = max_model_len
+    return out
+
+
+# --------------------------------------------------------------------------- request fields
+
+
+def response_format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """Ollama ``format`` to OpenAI ``response_format`` (``""`` and ``null`` mean none)."""
+    if fmt is None or fmt == "":
+        return None
+    if isinstance(fmt, dict):
+        return {"type": "json_schema", "json_schema": {"name": "schema", "schema": fmt}}
+    if fmt == "json":
+        return {"type": "json_object"}
+    if fmt.lstrip().startswith("{"):
+        try:
+            schema = orjson.loads(fmt)
+        except orjson.JSONDecodeError:
+            schema = None
+        if isinstance(schema, dict):
+            return {"type": "json_schema", "json_schema": {"name": "schema", "schema": schema}}
+    raise OllamaError(
+        400, f'invalid format: "{fmt}"; expected "json" or a valid JSON Schema object'
+    )
+
+
+_THINK_LEVELS = frozenset({"low", "medium", "high", "max"})
+
+
+def think_params(think: bool | str | None) -> dict[str, Any]:
+    """Ollama ``think`` to the chat template's thinking switch (and ``reasoning_effort``)."""
+    if think is None:
+        return {}
+    if isinstance(think, bool):
+        return {"chat_template_kwargs": {"enable_thinking": think}}
+    level = think.lower()
+    if level in ("true", "false"):
+        return {"chat_template_kwargs": {"enable_thinking": level == "true"}}
+    if level not in _THINK_LEVELS:
+        raise OllamaError(
+            400,
+            f'invalid think value: "{think}" (must be "high", "medium", "low", "max", '
+            "true, or false)",
+        )
+    return {"chat_template_kwargs": {"enable_thinking": True}, "reasoning_effort": level}
+
+
+def logprob_params(logprobs: bool | None, top_logprobs: int | None) -> dict[str, Any]:
+    """Ollama ``logprobs``/``top_logprobs`` (0-20) to OpenAI's fields."""
+    top = top_logprobs or 0
+    if top < 0 or top > 20:
+        raise OllamaError(400, "top_logprobs must be between 0 and 20")
+    if not logprobs and top == 0:
+        return {}
+    out: dict[str, Any] = {"logprobs": True}
+    if top:
+        out["top_logprobs"] = top
+    return out
+
+
+_IMAGE_MAGIC = (
+    ("iVBORw0KGgo", "image/png"),
+    ("/9j/", "image/jpeg"),
+    ("R0lGOD", "image/gif"),
+    ("UklGR", "image/webp"),
+    ("Qk", "image/bmp"),
+)
+
+
+def image_part(image: str) -> dict[str, Any]:
+    """A base64 image (as Ollama clients send it) as an OpenAI ``image_url`` data-URI part."""
+    if image.startswith("data:"):
+        return {"type": "image_url", "image_url": {"url": image}}
+    data = "".join(image.split())
+    try:
+        base64.b64decode(data[:64] + "=" * (-len(data[:64]) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise OllamaError(400, "illegal base64 data in images") from None
+    mime = next((m for prefix, m in _IMAGE_MAGIC if data.startswith(prefix)), "image/jpeg")
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+
+
+def _content(text: str, images: Sequence[str] | None) -> str | list[dict[str, Any]]:
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = [image_part(img) for img in images]
+    if text:
+        parts.append({"type": "text", "text": text})
+    return parts
+
+
+def _arguments_json(arguments: dict[str, Any] | str | None) -> str:
+    if arguments is None:
+        return "{}"
+    if isinstance(arguments, str):
+        return arguments or "{}"
+    return orjson.dumps(arguments).decode()
+
+
+def chat_messages(messages: Iterable[Message], clock: Clock) -> list[dict[str, Any]]:
+    """Ollama messages to OpenAI messages.
+
+    Tool results are paired with the assistant's calls by position (by ``tool_name`` first
+    when given), as Ollama pairs them; calls without ids get one, because chat templates
+    and vLLM's tool parsers need ``tool_call_id``.
+    """
+    out: list[dict[str, Any]] = []
+    pending: deque[tuple[str, str]] = deque()
+    for msg in messages:
+        role = msg.role
+        text = msg.content or ""
+        if role == "assistant":
+            item: dict[str, Any] = {"role": "assistant", "content": text}
+            if msg.thinking:
+                item["reasoning"] = msg.thinking
+            if msg.tool_calls:
+                pending.clear()
+                calls = []
+                for call in msg.tool_calls:
+                    call_id = call.id or clock.upstream_call_id()
+                    calls.append(
+                        {
+                            "id": call_id,
+                            "type": "function",
+                            "function": {
+                                "name": call.function.name,
+                                "arguments": _arguments_json(call.function.arguments),
+                            },
+                        }
+                    )
+                    pending.append((call_id, call.function.name))
+                item["tool_calls"] = calls
+                if not text:
+                    item["content"] = None
+            out.append(item)
+        elif role == "tool":
+            item = {"role": "tool", "content": text}
+            tool_call_id, name = msg.tool_call_id, msg.tool_name
+            match = _take_pending(pending, tool_call_id, name)
+            if match is not None:
+                tool_call_id = tool_call_id or match[0]
+                name = name or match[1]
+            item["tool_call_id"] = tool_call_id or clock.upstream_call_id()
+            if name:
+                item["name"] = name
+            out.append(item)
+        else:
+            out.append({"role": role, "content": _content(text, msg.images)})
+    return out
+
+
+def _take_pending(
+    pending: deque[tuple[str, str]], call_id: str | None, name: str | None
+) -> tuple[str, str] | None:
+    if not pending:
+        return None
+    for i, (pid, pname) in enumerate(pending):
+        if (call_id and pid == call_id) or (not call_id and name and pname == name):
+            del pending[i]
+            return (pid, pname)
+    if call_id or name:
+        return None
+    return pending.popleft()
+
+
+def tools_param(tools: Sequence[Tool] | None) -> list[dict[str, Any]] | None:
+    """Ollama tools to OpenAI tools; ``[]`` means none, and missing ``parameters`` are filled."""
+    if not tools:
+        return None
+    out = []
+    for tool in tools:
+        spec = tool.model_dump(exclude_none=True)
+        spec["type"] = "function"
+        function = dict(spec.get("function") or {})
+        if not function.get("parameters"):
+            function["parameters"] = {"type": "object", "properties": {}}
+        spec["function"] = function
+        out.append(spec)
+    return out
+
+
+def _common(
+    req: ChatRequest | GenerateRequest,
+    body: dict[str, Any],
+    *,
+    stream: bool,
+    max_model_len: int | None,
+    completions: bool = False,
+) -> dict[str, Any]:
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    body.update(
+        sampling_params(
+            req.options,
+            num_predict=req.num_predict,
+            max_model_len=max_model_len,
+            completions=completions,
+        )
+    )
+    fmt = response_format(req.format)
+    if fmt is not None:
+        body["response_format"] = fmt
+    if not completions:
+        body.update(think_params(req.think))
+        body.update(logprob_params(req.logprobs, req.top_logprobs))
+    else:
+        lp = logprob_params(req.logprobs, req.top_logprobs)
+        if lp:
+            body["logprobs"] = lp.get("top_logprobs", 1)
+    return body
+
+
+def chat_body(
+    req: ChatRequest, served: str, *, stream: bool, max_model_len: int | None, clock: Clock
+) -> dict[str, Any]:
+    """The ``/v1/chat/completions`` body for an Ollama chat request."""
+    messages = chat_messages(req.messages or [], clock)
+    body: dict[str, Any] = {"model": served, "messages": messages}
+    tools = tools_param(req.tools)
+    if tools is not None:
+        body["tools"] = tools
+    return _common(req, body, stream=stream, max_model_len=max_model_len)
+
+
+def generate_uses_completions(req: GenerateRequest) -> bool:
+    """Raw prompts and fill-in-the-middle go to ``/v1/completions``; the rest is templated."""
+    return bool(req.raw) or bool(req.suffix)
+
+
+def generate_body(
+    req: GenerateRequest, served: str, *, stream: bool, max_model_len: int | None
+) -> tuple[str, dict[str, Any]]:
+    """The upstream path and body for an Ollama generate request."""
+    if req.raw and (req.template or req.system or req.context):
+        raise OllamaError(400, "raw mode does not support template, system, or context")
+    prompt = req.prompt or ""
+    if generate_uses_completions(req):
+        if req.images:
+            raise OllamaError(400, "raw mode does not support images")
+        body: dict[str, Any] = {"model": served, "prompt": prompt}
+        if req.suffix:
+            body["suffix"] = req.suffix
+        path = "/v1/completions"
+        _common(req, body, stream=stream, max_model_len=max_model_len, completions=True)
+        return path, body
+    messages: list[dict[str, Any]] = []
+    if req.system:
+        messages.append({"role": "system", "content": req.system})
+    messages.append({"role": "user", "content": _content(prompt, req.images)})
+    body = {"model": served, "messages": messages, "return_token_ids": True}
+    _common(req, body, stream=stream, max_model_len=max_model_len)
+    return "/v1/chat/completions", body
+
+
+def uses_context(req: GenerateRequest) -> bool:
+    """A templated generate that continues an earlier answer's ``context`` (token ids)."""
+    return bool(req.context) and not generate_uses_completions(req) and not req.images
+
+
+def continuation_body(
+    req: GenerateRequest, served: str, prompt: list[int], *, stream: bool, max_model_len: int | None
+) -> dict[str, Any]:
+    """``/v1/completions`` over token ids: the earlier ``context`` and the new templated turn."""
+    body: dict[str, Any] = {"model": served, "prompt": prompt, "return_token_ids": True}
+    return _common(req, body, stream=stream, max_model_len=max_model_len, completions=True)
+
+
+def embed_body(served: str, inputs: list[str], *, truncate: bool) -> dict[str, Any]:
+    """The ``/v1/embeddings`` body; ``truncate`` cuts over-long input to the context."""
+    body: dict[str, Any] = {"model": served, "input": inputs}
+    if truncate:
+        body["truncate_prompt_tokens"] = -1
+    return body

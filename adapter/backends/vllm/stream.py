@@ -1,0 +1,196 @@
+"""vLLM's stream chunks as Ollama NDJSON lines, for one chat or generate request.
+
+Every generated token passes through here: chunks are mapped with plain dict access and lines
+are written from prebuilt byte fragments. The wall time and the counter come from a ``Clock``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from adapter.backends.vllm.responses import (
+    Timings,
+    completion_logprobs_out,
+    done_reason,
+    error_message_of,
+    logprobs_out,
+    tool_calls_out,
+)
+from adapter.clock import Clock
+from adapter.errors import OllamaError
+from adapter.jsonutil import dumps
+from adapter.ollama_api.responses import created_at, created_at_bytes
+
+_dumps = orjson.dumps
+_CHAT_MID = b'","message":{"role":"assistant","content":'
+_GEN_MID = b'","response":'
+_NOT_DONE = b',"done":false}\n'
+_CHAT_END = b"}" + _NOT_DONE
+
+
+class StreamTranslator:
+    """Turns vLLM stream chunks into Ollama NDJSON lines for one chat or generate request.
+
+    Content, thinking and logprobs go out as they come, one line per delta. Tool-call
+    fragments are collected per index and sent once, complete, just before the final line,
+    because clients append calls from every line. Usage and timings go on the final line only.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_chat",
+        "_clock",
+        "_completions",
+        "_context",
+        "_head",
+        "_mid",
+        "_now",
+        "_prefix",
+        "finish_reason",
+        "model",
+        "timings",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        timings: Timings,
+        *,
+        clock: Clock,
+        chat: bool,
+        completions: bool = False,
+        context: bool | list[int] = False,
+    ) -> None:
+        """``context``: collect the prompt's and the answer's token ids for the last line,
+        starting from the given ids when it is a list (a prompt sent as token ids)."""
+        self.model = model
+        self.timings = timings
+        self._clock = clock
+        self._chat = chat
+        self._completions = completions
+        # ``created_at`` of the lines being made: the relay renews it once per network read
+        # (lines read together were made together; a timestamp per token shows in profiles).
+        self._prefix = b'{"model":' + _dumps(model) + b',"created_at":"'
+        self._mid = _CHAT_MID if chat else _GEN_MID
+        self.now = created_at_bytes(clock.wall_ns())
+        self._calls: dict[int, list[Any]] = {}
+        self._context: list[int] | None = (
+            list(context) if isinstance(context, list) else [] if context else None
+        )
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    @property
+    def now(self) -> bytes:
+        """``created_at`` of the lines made from now on (its bytes, without quotes)."""
+        return self._now
+
+    @now.setter
+    def now(self, value: bytes) -> None:
+        self._now = value
+        self._head = self._prefix + value + self._mid  # every content line starts so
+
+    def feed(self, chunk: Mapping[str, Any]) -> bytes:
+        """One decoded SSE event in, zero or one NDJSON line out."""
+        choices = chunk.get("choices")
+        if not choices:
+            if "error" in chunk:
+                raise OllamaError(500, error_message_of(chunk))
+            usage = chunk.get("usage")
+            if usage:
+                self.usage = usage
+            return b""
+        if self._context is not None:
+            prompt_ids = chunk.get("prompt_token_ids")
+            if prompt_ids:
+                self._context[:0] = prompt_ids
+        choice = choices[0]
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        if self._context is not None:
+            ids = choice.get("token_ids")
+            if ids:
+                self._context.extend(ids)
+        thinking = None
+        if self._completions:
+            text = choice.get("text")
+            lp = completion_logprobs_out(choice.get("logprobs")) if choice.get("logprobs") else None
+        else:
+            delta = choice.get("delta")
+            if not delta:
+                return b""
+            text = delta.get("content")
+            thinking = delta.get("reasoning") or delta.get("reasoning_content")
+            calls = delta.get("tool_calls")
+            if calls:
+                self._add_calls(calls)
+            lp = logprobs_out(choice.get("logprobs")) if choice.get("logprobs") else None
+        if not text and not thinking and not lp:
+            if self.timings.first == 0 and self._calls:
+                self.timings.first = self._clock.perf_ns()
+            return b""
+        if self.timings.first == 0:
+            self.timings.first = self._clock.perf_ns()
+        if not thinking and not lp:
+            return self._head + _dumps(text) + (_CHAT_END if self._chat else _NOT_DONE)
+        line = self._head + _dumps(text or "")
+        if thinking:
+            line += b',"thinking":' + _dumps(thinking)
+        if self._chat:
+            line += b"}"
+        if lp:
+            line += b',"logprobs":' + _dumps(lp)
+        return line + _NOT_DONE
+
+    def _add_calls(self, calls: Iterable[Mapping[str, Any]]) -> None:
+        for frag in calls:
+            index = frag.get("index", len(self._calls))
+            slot = self._calls.get(index)
+            if slot is None:
+                slot = self._calls[index] = [None, "", []]
+            if frag.get("id"):
+                slot[0] = frag["id"]
+            fn = frag.get("function") or {}
+            if fn.get("name"):
+                slot[1] = fn["name"]
+            args = fn.get("arguments")
+            if args:
+                slot[2].append(args if isinstance(args, str) else orjson.dumps(args).decode())
+
+    def final(self) -> bytes:
+        """The collected tool calls (if any) and the ``done: true`` line with the metrics."""
+        self.timings.end = self._clock.perf_ns()
+        out = b""
+        if self._calls:
+            calls = [
+                {"id": cid, "function": {"name": name, "arguments": "".join(args)}}
+                for cid, name, args in (self._calls[i] for i in sorted(self._calls))
+            ]
+            message = {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": tool_calls_out(calls, self._clock),
+            }
+            now = created_at(self._clock.wall_ns())
+            line = {"model": self.model, "created_at": now, "message": message}
+            out += dumps({**line, "done": False}) + b"\n"
+        last: dict[str, Any] = {
+            "model": self.model,
+            "created_at": created_at(self._clock.wall_ns()),
+        }
+        if self._chat:
+            last["message"] = {"role": "assistant", "content": ""}
+        else:
+            last["response"] = ""
+        last["done"] = True
+        last["done_reason"] = done_reason(self.finish_reason)
+        if self._context:
+            last["context"] = self._context
+        last.update(self.timings.metrics(self.usage))
+        return out + _dumps(last) + b"\n"
