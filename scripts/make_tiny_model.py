@@ -3,13 +3,18 @@
 Usage (with the vLLM venv, which has torch, transformers and tokenizers)::
 
     .venv-vllm/bin/python scripts/make_tiny_model.py .cache/models/tiny-llm
+    .venv-vllm/bin/python scripts/make_tiny_model.py --thinking .cache/models/tiny-think
 
 The model is noise (random weights) but has everything vLLM's OpenAI server needs to exercise
 real code paths: a byte-level BPE tokenizer trained on the interpreter's own stdlib sources, a
 ChatML chat template that renders tools (Hermes / Qwen style), assistant tool calls and tool
-results and honours ``enable_thinking`` (Qwen3 style), and the tokens ``<tool_call>``,
-``</tool_call>``, ``<think>``, ``</think>`` in the vocabulary so that ``--tool-call-parser hermes``
-and ``--reasoning-parser qwen3`` can be enabled.
+results, and the tokens ``<tool_call>``, ``</tool_call>``, ``<think>``, ``</think>`` in the
+vocabulary so that ``--tool-call-parser hermes`` and ``--reasoning-parser qwen3`` can be enabled.
+
+The default template ignores ``enable_thinking`` (a Qwen2.5-like model, without thinking);
+``--thinking`` writes one that honours it (Qwen3 style: thinking unless the switch is off), so
+the adapter finds the ``thinking`` capability on one and not on the other. Weights and
+tokenizer are the same for both.
 """
 
 from __future__ import annotations
@@ -98,9 +103,12 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}"
     "{{- '<|im_start|>assistant\\n' }}"
-    "{%- if enable_thinking is defined and enable_thinking is false %}"
-    "{{- '<think>\\n\\n</think>\\n\\n' }}"
     "{%- endif %}"
+)
+# Qwen3's switch: a closed, empty think block when thinking is off.
+THINKING_SWITCH = (
+    "{%- if add_generation_prompt and enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}"
     "{%- endif %}"
 )
 
@@ -147,7 +155,7 @@ def corpus_lines() -> list[str]:
     return lines
 
 
-def build_tokenizer(out_dir: Path) -> dict[str, int]:
+def build_tokenizer(out_dir: Path, *, thinking: bool) -> dict[str, int]:
     tk: Any = importlib.import_module("tokenizers")
     trainers: Any = importlib.import_module("tokenizers.trainers")
     transformers: Any = importlib.import_module("transformers")
@@ -178,7 +186,7 @@ def build_tokenizer(out_dir: Path) -> dict[str, int]:
         padding_side="left",
         clean_up_tokenization_spaces=False,
     )
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = CHAT_TEMPLATE + (THINKING_SWITCH if thinking else "")
     fast.save_pretrained(str(out_dir))
     vocab: dict[str, int] = fast.get_vocab()
     return vocab
@@ -216,7 +224,7 @@ def build_model(out_dir: Path, vocab: dict[str, int]) -> None:
     )
 
 
-def smoke_test(out_dir: Path) -> None:
+def smoke_test(out_dir: Path, *, thinking: bool) -> None:
     transformers: Any = importlib.import_module("transformers")
 
     tok = transformers.AutoTokenizer.from_pretrained(str(out_dir))
@@ -252,21 +260,25 @@ def smoke_test(out_dir: Path) -> None:
         )
         assert isinstance(text, str)
         assert "<tools>" in text and "<tool_call>" in text and "<tool_response>" in text, text
-        assert text.endswith("</think>\n\n") == (kwargs.get("enable_thinking") is False), text
+        switched_off = thinking and kwargs.get("enable_thinking") is False
+        assert text.endswith("</think>\n\n") == switched_off, text
     for token in [*ADDED_TOKENS, EOS_TOKEN]:
         ids = tok.encode(token, add_special_tokens=False)
         assert len(ids) == 1, (token, ids)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(f"usage: {argv[0]} OUTPUT_DIR", file=sys.stderr)
+    args = argv[1:]
+    thinking = "--thinking" in args
+    args = [a for a in args if a != "--thinking"]
+    if len(args) != 1:
+        print(f"usage: {argv[0]} [--thinking] OUTPUT_DIR", file=sys.stderr)
         return 2
-    out_dir = Path(argv[1])
+    out_dir = Path(args[0])
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab = build_tokenizer(out_dir)
+    vocab = build_tokenizer(out_dir, thinking=thinking)
     build_model(out_dir, vocab)
-    smoke_test(out_dir)
+    smoke_test(out_dir, thinking=thinking)
     size = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file())
     print(f"tiny model written to {out_dir} ({size / 1e6:.1f} MB, vocab {len(vocab)})")
     return 0

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.support.vllm_cpu import ServerKind, launch_server  # noqa: E402
 
 CHAT = "tiny-llm"
+THINK = "tiny-think"
 EMBED = "tiny-embed"
 HI = [{"role": "user", "content": "Hello, who are you?"}]
 LONG_PROMPT = "word " * 600  # more tokens than max_model_len (512)
@@ -287,6 +288,79 @@ REQUESTS: list[Rec] = [
         {"model": "no-such-model", "max_tokens": 8, "messages": HI},
     ),
     Rec("messages_err_no_max_tokens", "/v1/messages", {"model": CHAT, "messages": HI}),
+    # Anthropic's thinking asked of a model without a reasoning parser (the adapter relaxes it).
+    Rec(
+        "messages_thinking_on_chat_model",
+        "/v1/messages",
+        {
+            "model": CHAT,
+            "max_tokens": 1100,
+            "messages": HI,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+        },
+    ),
+    # The thinking model: the same weights, a template that toggles thinking, served with
+    # --reasoning-parser qwen3 (tests/support/vllm_cpu.py, kind "reasoning").
+    Rec("think_models", "/v1/models", method="GET", server="reasoning"),
+    Rec(
+        "think_chat",
+        "/v1/chat/completions",
+        chat(model=THINK, max_tokens=8),
+        server="reasoning",
+        check=status_is(200),
+    ),
+    Rec(
+        "think_chat_off",
+        "/v1/chat/completions",
+        chat(model=THINK, max_tokens=8, chat_template_kwargs={"enable_thinking": False}),
+        server="reasoning",
+    ),
+    Rec(
+        "think_chat_effort_max",
+        "/v1/chat/completions",
+        chat(model=THINK, max_tokens=8, reasoning_effort="max"),
+        server="reasoning",
+    ),
+    Rec(
+        "think_chat_stream",
+        "/v1/chat/completions",
+        chat(model=THINK, max_tokens=8, **STREAM),
+        server="reasoning",
+        ext="sse",
+    ),
+    Rec(
+        "think_tokenize_on",
+        "/tokenize",
+        {
+            "model": THINK,
+            "messages": HI,
+            "add_generation_prompt": True,
+            "chat_template_kwargs": {"enable_thinking": True},
+        },
+        server="reasoning",
+    ),
+    Rec(
+        "think_tokenize_off",
+        "/tokenize",
+        {
+            "model": THINK,
+            "messages": HI,
+            "add_generation_prompt": True,
+            "chat_template_kwargs": {"enable_thinking": False},
+        },
+        server="reasoning",
+    ),
+    Rec(
+        "think_messages",
+        "/v1/messages",
+        {
+            "model": THINK,
+            "max_tokens": 1100,
+            "messages": HI,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+        },
+        server="reasoning",
+    ),
     # The embedding (pooling) server.
     Rec(
         "embeddings",

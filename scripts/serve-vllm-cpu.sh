@@ -6,7 +6,8 @@
 #
 # Environment:
 #   VLLM_MODEL          model to serve. Default: the tiny random Llama built by
-#                       setup-vllm-cpu.sh (<repo>/.cache/models/tiny-llm), served offline
+#                       setup-vllm-cpu.sh (<repo>/.cache/models/tiny-llm; its twin whose template
+#                       toggles thinking is <repo>/.cache/models/tiny-think), served offline
 #                       (HF_HUB_OFFLINE=1). Any other local directory is also served offline.
 #                       A hub id such as Qwen/Qwen2.5-0.5B-Instruct is passed to vLLM as-is and
 #                       downloaded where the machine can reach the Hugging Face hub: then
@@ -46,6 +47,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VLLM_VENV:-${REPO_ROOT}/.venv-vllm}"
 TINY_MODEL_DIR="${TINY_MODEL_DIR:-${REPO_ROOT}/.cache/models/tiny-llm}"
+TINY_THINK_DIR="${TINY_THINK_DIR:-${REPO_ROOT}/.cache/models/tiny-think}"
 MODEL="${VLLM_MODEL:-${TINY_MODEL_DIR}}"
 RUNNER="${VLLM_RUNNER:-generate}"
 
@@ -54,12 +56,16 @@ if [[ ! -x "${VENV}/bin/python" ]]; then
     exit 1
 fi
 
-if [[ "${MODEL}" == "${TINY_MODEL_DIR}" ]]; then
+tiny=0
+if [[ "${MODEL}" == "${TINY_MODEL_DIR}" || "${MODEL}" == "${TINY_THINK_DIR}" ]]; then
+    tiny=1
+fi
+if [[ "${tiny}" == 1 ]]; then
     if [[ ! -f "${MODEL}/config.json" ]]; then
         echo "serve-vllm-cpu: no tiny model at ${MODEL}; run scripts/setup-vllm-cpu.sh" >&2
         exit 1
     fi
-    default_name="tiny-llm"
+    default_name="$(basename "${MODEL}")"
     if [[ "${RUNNER}" == "pooling" ]]; then
         default_name="tiny-embed"
     fi
@@ -79,7 +85,7 @@ CACHE_DIR="${REPO_ROOT}/.cache"
 # saves about 1 GB of RSS per server; other models get 1 GiB.
 kv_args=()
 if [[ -z "${VLLM_CPU_KVCACHE_SPACE:-}" ]]; then
-    if [[ "${MODEL}" == "${TINY_MODEL_DIR}" ]]; then
+    if [[ "${tiny}" == 1 ]]; then
         kv_args=(--kv-cache-memory-bytes "${VLLM_KV_CACHE_BYTES:-67108864}")
     else
         export VLLM_CPU_KVCACHE_SPACE=1

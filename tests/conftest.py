@@ -2,9 +2,10 @@
 
 - ``vllm_url``: base URL (``http://127.0.0.1:PORT``, no ``/v1``) of a real vLLM chat server on
   CPU serving ``tiny-llm`` (max_model_len 512, hermes tool parser, xgrammar structured outputs).
-- ``vllm_reasoning_url``: the same model with ``--reasoning-parser qwen3``.
+- ``vllm_reasoning_url``: its twin whose chat template toggles thinking, ``tiny-think``, with
+  ``--reasoning-parser qwen3`` (max_model_len 2048).
 - ``vllm_embed_url``: the tiny model as an embedding model, served as ``tiny-embed``.
-- ``live_adapter``: the adapter as a real process in front of the chat and embedding servers.
+- ``live_adapter``: the adapter as a real process in front of all three.
 
 Each server is started once per test session, only if a selected test uses it, and stopped at
 the end. All the servers the session needs are launched together at its first test, so their
@@ -77,8 +78,10 @@ def vllm_embed_url(_vllm_launched: dict[ServerKind, VllmServer]) -> Iterator[str
 
 
 @pytest.fixture(scope="session")
-def live_adapter(vllm_url: str, vllm_embed_url: str) -> Iterator[str]:
-    """The adapter in front of the chat and the embedding server; yields its base URL."""
-    env = {"VLLM_URL": f"{vllm_url},{vllm_embed_url}", "MODEL_ALIASES": LIVE_ALIASES}
+def live_adapter(vllm_url: str, vllm_reasoning_url: str, vllm_embed_url: str) -> Iterator[str]:
+    """The adapter in front of the chat, the thinking and the embedding server (capabilities
+    discovered, as in production); yields its base URL."""
+    urls = f"{vllm_url},{vllm_reasoning_url},{vllm_embed_url}"
+    env = {"VLLM_URL": urls, "MODEL_ALIASES": LIVE_ALIASES}
     with running_adapter(vllm_url, env=env) as url:
         yield url

@@ -16,6 +16,8 @@ import pytest
 from tests.support.sse import checked_sse_events
 
 MODEL = "tiny-llm"
+#: The same model with a chat template that toggles thinking (the "reasoning" server).
+THINK = "tiny-think"
 TIMEOUT = httpx.Timeout(120.0)
 
 WEATHER_TOOL: dict[str, Any] = {
@@ -246,18 +248,23 @@ def test_reasoning_parser_qwen3(vllm_reasoning_url: str) -> None:
     enable_thinking=false the template closes the think block and the output is `content`.
     (Structured outputs only start after </think>, so with thinking on they never apply.)
     """
-    data = _chat(vllm_reasoning_url, max_tokens=8)
+    data = _chat(vllm_reasoning_url, model=THINK, max_tokens=8)
     message = data["choices"][0]["message"]
     assert isinstance(message["reasoning"], str) and message["reasoning"]
     assert not message["content"]
 
-    data = _chat(vllm_reasoning_url, max_tokens=8, chat_template_kwargs={"enable_thinking": False})
+    data = _chat(
+        vllm_reasoning_url,
+        model=THINK,
+        max_tokens=8,
+        chat_template_kwargs={"enable_thinking": False},
+    )
     message = data["choices"][0]["message"]
     assert message.get("reasoning") is None
     assert isinstance(message["content"], str) and message["content"]
 
     body = {
-        "model": MODEL,
+        "model": THINK,
         "messages": [{"role": "user", "content": "Think first"}],
         "max_tokens": 8,
         "seed": 2,

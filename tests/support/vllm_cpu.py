@@ -15,8 +15,9 @@ instead of starting one; then nothing is started or stopped):
 
 - ``"chat"`` (``VLLM_TEST_URL``): the tiny Llama as ``tiny-llm``, max_model_len 512, hermes
   tool parser, xgrammar structured outputs.
-- ``"reasoning"`` (``VLLM_TEST_REASONING_URL``): the same with ``--reasoning-parser qwen3``.
-  With a random model all output of a thinking request lands in ``reasoning``; requests with
+- ``"reasoning"`` (``VLLM_TEST_REASONING_URL``): its twin whose chat template toggles thinking
+  (Qwen3 style), served as ``tiny-think`` with ``--reasoning-parser qwen3``. With a random model
+  all output of a thinking request lands in ``reasoning``; requests with
   ``chat_template_kwargs: {"enable_thinking": false}`` get ``content``.
 - ``"embed"`` (``VLLM_TEST_EMBED_URL``): the tiny Llama as an embedding model
   (``--runner pooling --convert embed``), served as ``tiny-embed``.
@@ -55,12 +56,17 @@ URL_ENV: dict[ServerKind, str] = {
 }
 SERVED_NAME: dict[ServerKind, str] = {
     "chat": "tiny-llm",
-    "reasoning": "tiny-llm",
+    "reasoning": "tiny-think",
     "embed": "tiny-embed",
 }
 KIND_ENV: dict[ServerKind, dict[str, str]] = {
     "chat": {},
-    "reasoning": {"VLLM_REASONING_PARSER": "qwen3"},
+    "reasoning": {
+        "VLLM_REASONING_PARSER": "qwen3",
+        "VLLM_MODEL": str(REPO_ROOT / ".cache" / "models" / "tiny-think"),
+        # Room for Anthropic's smallest thinking budget (1024 tokens) below max_tokens.
+        "VLLM_MAX_MODEL_LEN": "2048",
+    },
     "embed": {"VLLM_RUNNER": "pooling"},
 }
 
