@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         60.0, gt=0, validation_alias=AliasChoices("worker_timeout", "ADAPTER_WORKER_TIMEOUT")
     )
     ollama_version: str = Field(
-        "0.12.11", validation_alias=AliasChoices("ollama_version", "ADAPTER_OLLAMA_VERSION")
+        "0.22.0", validation_alias=AliasChoices("ollama_version", "ADAPTER_OLLAMA_VERSION")
     )
 
     @field_validator("vllm_url")

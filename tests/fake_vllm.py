@@ -57,6 +57,34 @@ def error_body(name: str) -> tuple[int, bytes]:
     return fixtures.status(name), fixtures.raw(name)
 
 
+def recorded(file: str, model: str) -> httpx.Response:
+    """A recorded answer with its recorded status, naming ``model`` where it named the one it
+    was recorded with."""
+    content = fixtures.raw(file)
+    asked = fixtures.request(file)
+    if isinstance(asked, dict) and asked.get("model"):
+        content = content.replace(str(asked["model"]).encode(), model.encode())
+    ctype = fixtures.entry(file)["content_type"] or "application/json"
+    return httpx.Response(fixtures.status(file), content=content, headers={"content-type": ctype})
+
+
+def _is_probe(body: dict[str, Any]) -> bool:
+    """One of the adapter's one-token capability probes (its text is "probe")."""
+    if body.get("prompt") == "probe":
+        return True
+    last = (body.get("messages") or [{}])[-1].get("content")
+    texts = [p.get("text") for p in last] if isinstance(last, list) else [last]
+    return body.get("max_tokens") == 1 and "probe" in texts
+
+
+def _has_image(body: dict[str, Any]) -> bool:
+    return any(
+        isinstance(m.get("content"), list)
+        and any(p.get("type") == "image_url" for p in m["content"])
+        for m in body.get("messages") or []
+    )
+
+
 def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:
     """vLLM's ``/v1/embeddings`` answer shape; vector i is ``[i+1, 2(i+1), 2(i+1)]``."""
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -100,6 +128,12 @@ class FakeVLLM:
     _urls: dict[str, str] = field(default_factory=dict)
     embedding_models: list[str] = field(default_factory=list)
     """Served names that answer ``/v1/embeddings`` (a pooling server in real life)."""
+    thinking_models: list[str] = field(default_factory=list)
+    """Served names whose chat template toggles thinking (``/tokenize`` tells them apart)."""
+    vision_models: list[str] = field(default_factory=list)
+    """Served names that take images (the rest answer vLLM's "not a multimodal model")."""
+    insert_models: list[str] = field(default_factory=list)
+    """Served names that take a ``suffix`` (fill-in-the-middle)."""
     ollama_models: list[str] = field(
         default_factory=lambda: ["llava:7b", "nomic-embed-text:latest"]
     )
@@ -109,6 +143,14 @@ class FakeVLLM:
     def last(self) -> dict[str, Any]:
         """The body of the last POST."""
         return self.requests[-1][1]
+
+    def generations(self) -> list[dict[str, Any]]:
+        """The generation requests it got, without the adapter's capability probes."""
+        return [
+            body
+            for path, body in self.requests
+            if path in ("/v1/chat/completions", "/v1/completions") and not _is_probe(body)
+        ]
 
     async def url(self, host: str = "vllm") -> str:
         """The base URL of the fake ``host``, started on first use."""
@@ -191,7 +233,9 @@ class FakeVLLM:
         path = request.url.path
         if path == "/v1/embeddings":
             if body.get("model") not in self.embedding_models:
-                return httpx.Response(404, content=b'{"detail":"Not Found"}')
+                return httpx.Response(
+                    404, content=fixtures.raw("err_embeddings_on_chat_server.json")
+                )
             return httpx.Response(200, content=orjson.dumps(embeddings_answer(body)))
         if path == "/v1/models":
             if self.models_gate is not None:
@@ -199,14 +243,20 @@ class FakeVLLM:
             return httpx.Response(200, content=self.models_json(request.url.host))
         if path == "/health":
             return httpx.Response(200)
+        model = str(body.get("model"))
+        known = model in self.served_by_host.get(request.url.host, self.served)
+        if path == "/tokenize":
+            return httpx.Response(200, content=fixtures.raw(self._tokenized(model, body)))
+        if path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses"):
+            return self._compat(path, model, known, body)
         if path in ("/v1/chat/completions", "/v1/completions"):
-            model = body.get("model")
-            if model not in self.served_by_host.get(request.url.host, self.served):
-                status, content = error_body("err_unknown_model.json")
-                return httpx.Response(
-                    status, content=content.replace(b"no-such-model", str(model).encode())
-                )
+            if not known:
+                return recorded("err_unknown_model.json", model)
             chat = path.endswith("chat/completions")
+            if chat and _has_image(body) and model not in self.vision_models:
+                return recorded("err_image_text_model.json", model)
+            if not chat and body.get("suffix") and model not in self.insert_models:
+                return recorded("completions_suffix.json", model)
             if body.get("stream"):
                 name = "chat_stream.sse" if chat else "completions_stream.sse"
                 return self.stream(fixtures.raw(name))
@@ -214,6 +264,29 @@ class FakeVLLM:
                 200, content=fixtures.raw("chat.json" if chat else "completions.json")
             )
         return httpx.Response(404, content=b'{"detail":"Not Found"}')
+
+    def _tokenized(self, model: str, body: dict[str, Any]) -> str:
+        """The recorded ``/tokenize`` answer for this model and request: a thinking model's
+        template renders thinking on and off differently, any other's does not."""
+        if "messages" not in body:
+            return "tokenize.json"
+        switch = (body.get("chat_template_kwargs") or {}).get("enable_thinking")
+        if model in self.thinking_models and switch is not None:
+            return "think_tokenize_on.json" if switch else "think_tokenize_off.json"
+        return "tokenize_chat.json"
+
+    def _compat(self, path: str, model: str, known: bool, body: dict[str, Any]) -> httpx.Response:
+        """vLLM's own Anthropic and Responses routes, answered as recorded."""
+        family = "responses" if path == "/v1/responses" else "messages"
+        if not known:
+            return recorded(f"{family}_err_unknown_model.json", model)
+        if path.endswith("count_tokens"):
+            return recorded("messages_count_tokens.json", model)
+        if family == "messages" and not body.get("max_tokens"):
+            return recorded("messages_err_no_max_tokens.json", model)
+        if body.get("stream"):
+            return self.stream(fixtures.raw(f"{family}_stream.sse"))
+        return recorded(f"{family}.json", model)
 
     def _ollama(self, path: str, body: dict[str, Any]) -> httpx.Response:
         """A minimal real-Ollama stand-in: tags, and chat/embed answers in Ollama's shapes."""
@@ -244,6 +317,29 @@ class FakeVLLM:
                 return resp
             ctype = "application/json; charset=utf-8"
             return httpx.Response(200, content=orjson.dumps(line), headers={"content-type": ctype})
+        if path == "/api/show":
+            # What an Ollama older than 0.18.3 answers (no Copilot special case).
+            shown = {
+                "modelfile": f"FROM {body['model']}\n",
+                "template": "{{ .Prompt }}",
+                "details": {"family": "llama"},
+                "model_info": {"general.architecture": "llama", "general.basename": "llava"},
+                "capabilities": ["completion", "vision"],
+            }
+            return httpx.Response(200, content=orjson.dumps(shown))
+        if path == "/v1/messages":
+            # Ollama's Anthropic answer (its anthropic.ToMessagesResponse).
+            message = {
+                "id": "msg_ollama",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [{"type": "text", "text": "a cat"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 3, "output_tokens": 2},
+            }
+            return httpx.Response(200, content=orjson.dumps(message))
         if path == "/api/embed":
             return httpx.Response(
                 200, content=orjson.dumps({"model": body["model"], "embeddings": [[0.6, 0.8]]})

@@ -27,6 +27,8 @@ class ModelEntry:
     root: str | None = None
     alias_of: str | None = None
     capabilities: tuple[str, ...] = field(default=("completion",))
+    embedding_length: int | None = None
+    """The length of its vectors, for an embedding model."""
     info: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     """The backend's own description, when it has one (an Ollama ``/api/tags`` entry)."""
 
@@ -188,16 +190,38 @@ def ps_entry(entry: ModelEntry) -> PsEntry:
     return out
 
 
-def show(entry: ModelEntry, modified_at: datetime, *, backend_url: str) -> ShowResponse:
-    """``/api/show``: ``model_info`` always present, with ``<arch>.context_length``."""
+#: What ``template`` says: the prompt goes to vLLM, which renders the model's own chat
+#: template; a model that fills in the middle takes a suffix too (editors look for
+#: ``.Suffix`` before they offer completion), and a thinking model thinks.
+TEMPLATE = "{{ .Prompt }}"
+INSERT_TEMPLATE = "{{ if .Suffix }}{{ .Prompt }}{{ .Suffix }}{{ else }}{{ .Prompt }}{{ end }}"
+THINKING_TEMPLATE = "{{ if .Think }}{{ .Thinking }}{{ end }}"
+
+
+def template(entry: ModelEntry) -> str:
+    """The Go template ``/api/show`` reports for ``entry``."""
+    text = INSERT_TEMPLATE if "insert" in entry.capabilities else TEMPLATE
+    if "thinking" in entry.capabilities:
+        text = THINKING_TEMPLATE + text
+    return text
+
+
+def show(
+    entry: ModelEntry, modified_at: datetime, *, backend_url: str, basename: str | None = None
+) -> ShowResponse:
+    """``/api/show``: ``model_info`` always present, with ``<arch>.context_length`` (and
+    ``embedding_length`` for an embedding model); ``basename`` replaces
+    ``general.basename`` (Copilot shows that one: Ollama echoes the name asked for)."""
     fam = family(entry)
     info: dict[str, Any] = {
         "general.architecture": fam,
-        "general.basename": entry.served.rsplit("/", 1)[-1],
+        "general.basename": basename or entry.served.rsplit("/", 1)[-1],
         "general.name": entry.served,
     }
     if entry.max_model_len:
         info[f"{fam}.context_length"] = entry.max_model_len
+    if entry.embedding_length:
+        info[f"{fam}.embedding_length"] = entry.embedding_length
     params = []
     if entry.max_model_len:
         params.append(f"{'num_ctx':<30} {entry.max_model_len}")
@@ -212,7 +236,7 @@ def show(entry: ModelEntry, modified_at: datetime, *, backend_url: str) -> ShowR
         "license": "",
         "modelfile": modelfile,
         "parameters": parameters,
-        "template": "{{ .Prompt }}",
+        "template": template(entry),
         "details": details(entry),
         "model_info": info,
         "capabilities": list(entry.capabilities),

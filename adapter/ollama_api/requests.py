@@ -58,7 +58,8 @@ class _GenerationRequest(_Lenient):
     options: dict[str, Any] | None = None
     stream: bool | None = True
     keep_alive: float | str | None = None
-    think: bool | str | None = None
+    #: A bool or a level; checked where it is used (Ollama's own messages for bad values).
+    think: Any = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
     # Open WebUI sometimes sends num_predict at the top level instead of inside options.

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import uvicorn
 
 from adapter.app import create_app
 from adapter.clock import SYSTEM, Clock
@@ -23,11 +27,8 @@ async def fake() -> AsyncIterator[FakeVLLM]:
 
 @pytest.fixture
 async def settings(fake: FakeVLLM) -> Settings:
-    return Settings(
-        vllm_url=await fake.url(),
-        model_aliases="llama3.2=tiny-llm",
-        probe_capabilities=False,
-    )
+    # Capabilities are asked of the fake as in production (it answers the probes as vLLM did).
+    return Settings(vllm_url=await fake.url(), model_aliases="llama3.2=tiny-llm")
 
 
 async def serve(settings: Settings, clock: Clock = SYSTEM) -> AsyncIterator[httpx.AsyncClient]:
@@ -38,6 +39,36 @@ async def serve(settings: Settings, clock: Clock = SYSTEM) -> AsyncIterator[http
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://adapter") as c,
     ):
         yield c
+
+
+@contextlib.asynccontextmanager
+async def listening(settings: Settings) -> AsyncIterator[str]:
+    """The app served by a real uvicorn on a free port of 127.0.0.1, in this event loop (for
+    what httpx's in-process transport cannot show: streams as they come); its base URL."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", loop="asyncio"
+    )
+    server = Listening(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await asyncio.wait_for(server.listening.wait(), 10)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+class Listening(uvicorn.Server):
+    """uvicorn's server, with an event set once it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.listening.set()
 
 
 @pytest.fixture

@@ -252,33 +252,40 @@ def test_metrics_endpoint_counts(adapter_url: str) -> None:
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
-def test_images_to_a_text_only_model_get_a_clear_error(client: ollama.Client) -> None:
+def test_images_to_a_text_only_model_are_refused_as_ollama_does(client: ollama.Client) -> None:
+    """The adapter asked vLLM (a 1x1 image) whether the model reads images; it does not."""
     with pytest.raises(ollama.ResponseError) as err:
         client.chat(
             model=MODEL, messages=[{"role": "user", "content": "What is this?", "images": [PNG]}]
         )
     assert err.value.status_code == 400
-    assert err.value.error == f'"{MODEL}" does not support images: vLLM serves it as a text model'
+    assert err.value.error == f'"{MODEL}" does not support images'
+
+
+THINK = "tiny-think"
 
 
 @pytest.fixture(scope="module")
 def thinking_client(vllm_reasoning_url: str) -> Iterator[ollama.Client]:
-    env = {"MODEL_CAPABILITIES": "tiny-llm=thinking"}
-    with running_adapter(vllm_reasoning_url, env=env) as url:
+    """The adapter in front of the thinking server: no MODEL_CAPABILITIES, it finds out."""
+    with running_adapter(vllm_reasoning_url) as url:
         yield ollama.Client(host=url, timeout=120)
 
 
 def test_think_switches_the_reasoning_parser_output(thinking_client: ollama.Client) -> None:
     """With ``--reasoning-parser qwen3`` a random model never closes ``<think>``, so with
-    thinking on everything it writes is reasoning (``thinking``), and with it off, content."""
+    thinking on everything it writes is reasoning (``thinking``), and with it off, content.
+    Unset, a thinking model thinks (Ollama's default)."""
     opts = {"num_predict": 12, "seed": 4}
-    on = thinking_client.chat(model=MODEL, messages=PROMPT, think=True, options=opts)
+    on = thinking_client.chat(model=THINK, messages=PROMPT, think=True, options=opts)
     assert on.message.thinking and not on.message.content
-    off = thinking_client.chat(model=MODEL, messages=PROMPT, think=False, options=opts)
+    off = thinking_client.chat(model=THINK, messages=PROMPT, think=False, options=opts)
     assert off.message.content and not off.message.thinking
+    unset = thinking_client.chat(model=THINK, messages=PROMPT, options=opts)
+    assert unset.message.thinking == on.message.thinking
     parts = list(
-        thinking_client.chat(model=MODEL, messages=PROMPT, think=True, stream=True, options=opts)
+        thinking_client.chat(model=THINK, messages=PROMPT, think=True, stream=True, options=opts)
     )
     assert "".join(p.message.thinking or "" for p in parts) == on.message.thinking
-    shown = thinking_client.show(MODEL)
+    shown = thinking_client.show(THINK)
     assert shown.capabilities is not None and "thinking" in shown.capabilities

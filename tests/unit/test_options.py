@@ -133,10 +133,29 @@ def test_think_maps_to_the_chat_template_switch() -> None:
         "chat_template_kwargs": {"enable_thinking": True},
         "reasoning_effort": "high",
     }
+
+
+@pytest.mark.parametrize("value", [True, False, None, "high", "medium", "low", "max"])
+def test_think_takes_a_bool_or_a_level(value: Any) -> None:
+    assert t.think_value(value) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("extreme", 'invalid think value: "extreme" (must be "high", "medium", "low", "max", '
+         "true, or false)"),
+        ("true", 'invalid think value: "true" (must be "high", "medium", "low", "max", '
+         "true, or false)"),
+        ("High", 'invalid think value: "High" (must be "high", "medium", "low", "max", '
+         "true, or false)"),
+        (1, 'think must be a boolean or string ("high", "medium", "low", "max", true, or false)'),
+    ],
+)  # fmt: skip
+def test_any_other_think_is_ollamas_400(value: Any, message: str) -> None:
     with pytest.raises(OllamaError) as err:
-        t.think_params("extreme")
-    assert err.value.status == 400
-    assert err.value.message.startswith('invalid think value: "extreme"')
+        t.think_value(value)
+    assert (err.value.status, err.value.message) == (400, message)
 
 
 def test_logprobs_fields_and_range() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from adapter.backends.vllm import requests as t
 from adapter.errors import OllamaError
+from adapter.ollama_api.models import ModelEntry
 from adapter.ollama_api.requests import ChatRequest, GenerateRequest, Message
 from tests.support.clock import fake_clock
 
@@ -17,6 +18,17 @@ from tests.support.clock import fake_clock
 def chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return t.chat_messages(messages, fake_clock())
 
+
+def model(
+    served: str = "m", max_model_len: int | None = None, caps: tuple[str, ...] = ("completion",)
+) -> ModelEntry:
+    """A served model as the router hands it out."""
+    return ModelEntry(f"{served}:latest", served, max_model_len=max_model_len, capabilities=caps)
+
+
+#: What a model that reads images and fills in the middle can do; and a thinking one.
+CAPS = ("completion", "insert", "vision")
+THINKS = ("completion", "thinking")
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\0" * 16).decode()
@@ -30,7 +42,7 @@ def test_chat_body_streaming_asks_for_usage_and_keeps_served_name() -> None:
     req = ChatRequest.model_validate(
         {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "tools": []}
     )
-    body = t.chat_body(req, "tiny-llm", stream=True, max_model_len=512, clock=fake_clock())
+    body = t.chat_body(req, model("tiny-llm", 512), stream=True, clock=fake_clock())
     assert body == {
         "model": "tiny-llm",
         "messages": [{"role": "user", "content": "hi"}],
@@ -49,7 +61,7 @@ def test_chat_body_without_stream_sends_no_stream_options() -> None:
             "options": {"temperature": 0},
         }
     )
-    body = t.chat_body(req, "m", stream=False, max_model_len=None, clock=fake_clock())
+    body = t.chat_body(req, model("m", None, THINKS), stream=False, clock=fake_clock())
     assert "stream" not in body and "stream_options" not in body
     assert body["response_format"] == {"type": "json_object"}
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
@@ -148,7 +160,7 @@ def test_tools_empty_list_means_none_and_missing_parameters_are_filled() -> None
             "tools": [{"type": "function", "function": {"name": "now", "description": "time"}}],
         }
     )
-    body = t.chat_body(req, "m", stream=False, max_model_len=None, clock=fake_clock())
+    body = t.chat_body(req, model("m", None), stream=False, clock=fake_clock())
     assert body["tools"] == [
         {
             "type": "function",
@@ -165,7 +177,7 @@ def test_generate_goes_through_the_chat_template_with_system_and_images() -> Non
     req = GenerateRequest.model_validate(
         {"model": "m", "prompt": "describe", "system": "be brief", "images": [PNG]}
     )
-    path, body = t.generate_body(req, "served", stream=False, max_model_len=512)
+    path, body = t.generate_body(req, model("served", 512, CAPS), stream=False)
     assert path == "/v1/chat/completions"
     assert body["messages"][0] == {"role": "system", "content": "be brief"}
     assert body["messages"][1]["content"][-1] == {"type": "text", "text": "describe"}
@@ -174,7 +186,7 @@ def test_generate_goes_through_the_chat_template_with_system_and_images() -> Non
 
 def test_raw_generate_uses_completions_with_an_explicit_max_tokens() -> None:
     req = GenerateRequest.model_validate({"model": "m", "prompt": "<s>hi", "raw": True})
-    path, body = t.generate_body(req, "served", stream=True, max_model_len=512)
+    path, body = t.generate_body(req, model("served", 512, CAPS), stream=True)
     assert path == "/v1/completions"
     assert body == {
         "model": "served",
@@ -187,7 +199,7 @@ def test_raw_generate_uses_completions_with_an_explicit_max_tokens() -> None:
 
 def test_suffix_uses_completions() -> None:
     req = GenerateRequest.model_validate({"model": "m", "prompt": "def f(", "suffix": "return x"})
-    path, body = t.generate_body(req, "s", stream=False, max_model_len=None)
+    path, body = t.generate_body(req, model("s", None, CAPS), stream=False)
     assert path == "/v1/completions"
     assert body["suffix"] == "return x"
 
@@ -195,6 +207,53 @@ def test_suffix_uses_completions() -> None:
 def test_raw_with_system_is_rejected_like_ollama() -> None:
     req = GenerateRequest.model_validate({"model": "m", "prompt": "x", "raw": True, "system": "s"})
     with pytest.raises(OllamaError) as err:
-        t.generate_body(req, "s", stream=False, max_model_len=None)
+        t.generate_body(req, model("s", None, CAPS), stream=False)
     assert err.value.status == 400
     assert err.value.message == "raw mode does not support template, system, or context"
+
+
+def test_a_thinking_model_thinks_unless_told_not_to_and_others_refuse_it() -> None:
+    """Ollama's rule: think unset on a thinking model means think; think on any other model is
+    a 400; think false there is fine and sends nothing."""
+    thinker, plain = model("q", None, THINKS), model("p")
+
+    def body(think: Any, entry: ModelEntry) -> dict[str, Any]:
+        req = ChatRequest.model_validate(
+            {"model": "name", "messages": [{"role": "user", "content": "x"}], "think": think}
+        )
+        return t.chat_body(req, entry, stream=False, clock=fake_clock())
+
+    assert body(None, thinker)["chat_template_kwargs"] == {"enable_thinking": True}
+    assert body(False, thinker)["chat_template_kwargs"] == {"enable_thinking": False}
+    assert body("max", thinker)["reasoning_effort"] == "max"
+    assert "chat_template_kwargs" not in body(None, plain)
+    assert "chat_template_kwargs" not in body(False, plain)
+    for think in (True, "high"):
+        with pytest.raises(OllamaError) as err:
+            body(think, plain)
+        assert (err.value.status, err.value.message) == (400, '"name" does not support thinking')
+
+
+@pytest.mark.parametrize(
+    ("fields", "missing"),
+    [
+        ({"prompt": "def f(", "suffix": "return x"}, "insert"),
+        ({"prompt": "what is this", "images": [PNG]}, "images"),
+    ],
+)
+def test_generate_asks_only_what_the_model_can_do(fields: dict[str, Any], missing: str) -> None:
+    req = GenerateRequest.model_validate({"model": "name", **fields})
+    with pytest.raises(OllamaError) as err:
+        t.generate_body(req, model("p"), stream=False)
+    assert (err.value.status, err.value.message) == (400, f'"name" does not support {missing}')
+    t.generate_body(req, model("p", None, CAPS), stream=False)  # the model that can
+
+
+def test_images_in_a_chat_need_a_vision_model() -> None:
+    req = ChatRequest.model_validate(
+        {"model": "name", "messages": [{"role": "user", "content": "x", "images": [PNG]}]}
+    )
+    with pytest.raises(OllamaError, match=r'^"name" does not support images$'):
+        t.chat_body(req, model("p"), stream=False, clock=fake_clock())
+    body = t.chat_body(req, model("p", None, CAPS), stream=False, clock=fake_clock())
+    assert body["messages"][0]["content"][0]["type"] == "image_url"

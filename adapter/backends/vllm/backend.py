@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
-from adapter.backends.base import Relayed, Reply
+from adapter.backends.base import Framing, Relayed, Reply
 from adapter.backends.httpclient import Response, public_url
 from adapter.backends.upstream import TRANSPORT_ERRORS, Upstream, forward
 from adapter.backends.vllm import requests as rq
@@ -30,9 +31,19 @@ from adapter.ollama_api.requests import (
     GenerateRequest,
 )
 from adapter.ollama_api.responses import EmbedResponse, load_response
-from adapter.openai_api import sse_error
 
 log = logging.getLogger("adapter.vllm")
+
+#: How long asking vLLM what its new models can do may take before the list is served anyway.
+DISCOVERY_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """What vLLM's answers showed a model can do."""
+
+    capabilities: frozenset[str]
+    embedding_length: int | None = None
 
 
 class VLLMBackend:
@@ -48,7 +59,7 @@ class VLLMBackend:
         self.clock = clock
         self._metrics = metrics
         self._probe = settings.probe_capabilities
-        self.features: frozenset[str] | None = None
+        self._discovered: dict[str, Discovered] = {}
         headers = {}
         if settings.vllm_api_key is not None:
             headers["Authorization"] = f"Bearer {settings.vllm_api_key.get_secret_value()}"
@@ -100,10 +111,17 @@ class VLLMBackend:
             raise self._status_error(resp.status, content, model)
         return resp
 
-    async def passthrough(self, path: str, body: dict[str, Any], *, stream: bool) -> Relayed:
-        """Pass an OpenAI-compatible request on as it is (``/v1/*``)."""
+    async def passthrough(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        stream: bool,
+        framing: Framing,
+    ) -> Relayed:
+        """Pass a request of vLLM's own APIs on as it is (``/v1/*``)."""
         return await forward(
-            self.upstream, "POST", path, orjson.dumps(body), stream=stream, error_line=sse_error
+            self.upstream, "POST", path, orjson.dumps(body), stream=stream, framing=framing
         )
 
     # ------------------------------------------------------------------ models
@@ -126,53 +144,86 @@ class VLLMBackend:
                 raise self._status_error(status, content, None)
             data = orjson.loads(content).get("data") or []
             cards = [m for m in data if isinstance(m, dict) and m.get("id")]
-            if self.features is None and cards:
-                self.features = await self._discover(str(cards[0]["id"]))
+            await self._discover_new(cards)
             entries = [self._entry(card) for card in cards]
             if self._entries is None or entries != self._entries:
                 self._entries = entries
             self._models_at = now()
             return self._entries
 
+    async def _discover_new(self, cards: list[dict[str, Any]]) -> None:
+        """Ask what each model not seen before can do (the list changed)."""
+        new = [str(c["id"]) for c in cards if str(c["id"]) not in self._discovered]
+        if not new:
+            return
+        try:
+            async with asyncio.timeout(DISCOVERY_SECONDS):
+                found = await asyncio.gather(*(self._capabilities(m) for m in new))
+        except (TimeoutError, OllamaError) as exc:
+            log.warning("vLLM at %s: capabilities not known yet (%r)", self.url, exc)
+            return
+        self._discovered.update(zip(new, found, strict=True))
+
     def _entry(self, card: Mapping[str, Any]) -> ModelEntry:
         served = str(card["id"])
+        found = self._discovered.get(served, Discovered(frozenset({"completion"})))
         return ModelEntry(
             name=display_name(served),
             served=served,
             backend=self.name,
             max_model_len=card.get("max_model_len"),
             root=card.get("root"),
-            capabilities=ordered_capabilities(self.features or frozenset({"completion"})),
+            capabilities=ordered_capabilities(found.capabilities),
+            embedding_length=found.embedding_length,
         )
 
-    async def _discover(self, model: str) -> frozenset[str]:
-        """What this server does, asked once: vLLM runs one kind of model per server, and its
-        routes and tool-parser checks tell which (a pooling model has ``/v1/embeddings``, a
-        server without ``--tool-call-parser`` rejects ``tool_choice: auto`` before generating).
+    async def _capabilities(self, model: str) -> Discovered:
+        """What ``model`` can do, asked of vLLM, once per model (``ADAPTER_PROBE_CAPABILITIES``).
+
+        vLLM says none of it in its model list, but its answers tell: a pooling model answers
+        ``/v1/embeddings`` (and its vector's length is the embedding length); a server without
+        a tool parser refuses ``tool_choice: auto`` before generating; a text-only model
+        refuses an image (400 "is not a multimodal model"); a model without fill-in-the-middle
+        refuses ``suffix``; and a chat template that toggles thinking renders the same chat
+        differently with ``enable_thinking`` true and false. Each generating probe asks for one
+        token; all run at once. A probe that fails counts as "no"; one that cannot finish in
+        ``DISCOVERY_SECONDS`` leaves the model to be asked again at the next list.
         """
         if not self._probe:
-            return frozenset({"completion"})
-        probe = orjson.dumps({"model": model, "input": "probe"})
-        status, _ = await self.upstream.fetch("POST", "/v1/embeddings", probe)
+            return Discovered(frozenset({"completion"}))
+        status, content = await self.upstream.fetch(
+            "POST", "/v1/embeddings", orjson.dumps({"model": model, "input": "probe"})
+        )
         if status == 200:
-            return frozenset({"embedding"})
-        probe_tool = {
-            "type": "function",
-            "function": {"name": "probe", "parameters": {"type": "object"}},
-        }
-        body = {
-            "model": model,
-            "messages": [{"role": "user", "content": "probe"}],
-            "tools": [probe_tool],
-            "tool_choice": "auto",
-            "max_tokens": 1,
-        }
-        status, _ = await self.upstream.fetch("POST", "/v1/chat/completions", orjson.dumps(body))
-        features = {"completion"}
-        if status == 200:
-            features.add("tools")
-        log.info("vLLM at %s: %s", self.url, ", ".join(sorted(features)))
-        return frozenset(features)
+            data = orjson.loads(content).get("data") or [{}]
+            return Discovered(frozenset({"embedding"}), len(data[0].get("embedding") or []))
+        checks = await asyncio.gather(
+            self._accepts("/v1/chat/completions", rq.tools_probe(model)),
+            self._accepts("/v1/chat/completions", rq.vision_probe(model)),
+            self._accepts("/v1/completions", rq.insert_probe(model)),
+            self._toggles_thinking(model),
+        )
+        found = {"completion"}
+        for name, ok in zip(("tools", "vision", "insert", "thinking"), checks, strict=True):
+            if ok:
+                found.add(name)
+        log.info("vLLM at %s, %s: %s", self.url, model, ", ".join(sorted(found)))
+        return Discovered(frozenset(found))
+
+    async def _accepts(self, path: str, body: dict[str, Any]) -> bool:
+        status, _ = await self.upstream.fetch("POST", path, orjson.dumps(body))
+        return status == 200
+
+    async def _toggles_thinking(self, model: str) -> bool:
+        rendered = []
+        for on in (True, False):
+            status, content = await self.upstream.fetch(
+                "POST", "/tokenize", orjson.dumps(rq.thinking_probe(model, on))
+            )
+            if status != 200:
+                return False
+            rendered.append(orjson.loads(content).get("tokens"))
+        return bool(rendered[0] != rendered[1])
 
     async def health(self) -> dict[str, Any]:
         """Whether vLLM answers ``/health`` and which models it serves."""
@@ -184,8 +235,10 @@ class VLLMBackend:
         except OllamaError as exc:
             return {"url": self.url, "reachable": False, "error": exc.message, "models": []}
 
-    async def show(self, entry: ModelEntry, raw: bytes, modified_at: datetime) -> Reply:
-        return show(entry, modified_at, backend_url=self.url)
+    async def show(
+        self, entry: ModelEntry, raw: bytes, modified_at: datetime, basename: str | None
+    ) -> Reply:
+        return show(entry, modified_at, backend_url=self.url, basename=basename)
 
     # ------------------------------------------------------------------ chat and generate
 
@@ -201,12 +254,9 @@ class VLLMBackend:
         unload = keep_alive_seconds(req.keep_alive) == 0
         if not req.messages:
             return load_response(req.model, chat=True, unload=unload, now_ns=clock.wall_ns())
-        _require(entry, req.model, "completion", "chat")
         stream = req.stream is not False
         timings = rs.Timings(start=clock.perf_ns())
-        body = rq.chat_body(
-            req, entry.served, stream=stream, max_model_len=entry.max_model_len, clock=clock
-        )
+        body = rq.chat_body(req, entry, stream=stream, clock=clock)
         path = "/v1/chat/completions"
         if stream:
             translator = StreamTranslator(req.model, timings, clock=clock, chat=True)
@@ -224,20 +274,15 @@ class VLLMBackend:
         unload = keep_alive_seconds(req.keep_alive) == 0
         if not req.prompt and not req.suffix and not req.images:
             return load_response(req.model, chat=False, unload=unload, now_ns=clock.wall_ns())
-        _require(entry, req.model, "completion", "generate")
         stream = req.stream is not False
         timings = rs.Timings(start=clock.perf_ns())
-        path, body = rq.generate_body(
-            req, entry.served, stream=stream, max_model_len=entry.max_model_len
-        )
+        path, body = rq.generate_body(req, entry, stream=stream)
         completions = path == "/v1/completions"
         context: bool | list[int] = not completions
         if rq.uses_context(req):
             context = await self._continuation_prompt(req, body)
             path, completions = "/v1/completions", True
-            body = rq.continuation_body(
-                req, entry.served, context, stream=stream, max_model_len=entry.max_model_len
-            )
+            body = rq.continuation_body(req, entry, context, stream=stream)
         if stream:
             translator = StreamTranslator(
                 req.model,
@@ -289,7 +334,7 @@ class VLLMBackend:
 
     async def embed(self, req: EmbedRequest, entry: ModelEntry, raw: bytes) -> Reply:
         start = self.clock.perf_ns()
-        _require(entry, req.model, "embedding", "embeddings")
+        rq.require(entry, "embedding", req.model, "embeddings")
         inputs = [req.input] if isinstance(req.input, str) else list(req.input or [])
         inputs = [i for i in inputs if i != ""] if len(inputs) == 1 else inputs
         if not inputs:
@@ -314,13 +359,8 @@ class VLLMBackend:
 
     async def embeddings(self, req: EmbeddingsRequest, entry: ModelEntry, raw: bytes) -> Reply:
         """The legacy endpoint: one prompt, one vector, not normalised."""
-        _require(entry, req.model, "embedding", "embeddings")
+        rq.require(entry, "embedding", req.model, "embeddings")
         if not req.prompt:
             return {"embedding": []}
         vectors, _ = await self._vectors(entry, req.model, [req.prompt], True)
         return {"embedding": vectors[0] if vectors else []}
-
-
-def _require(entry: ModelEntry, name: str, capability: str, what: str) -> None:
-    if capability not in entry.capabilities:
-        raise OllamaError(400, f'"{name}" does not support {what}')

@@ -13,6 +13,7 @@ import orjson
 
 from adapter.clock import Clock
 from adapter.errors import OllamaError
+from adapter.ollama_api.models import ModelEntry
 from adapter.ollama_api.requests import ChatRequest, GenerateRequest, Message, Tool
 
 # --------------------------------------------------------------------------- options
@@ -118,25 +119,46 @@ def response_format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
     )
 
 
-_THINK_LEVELS = frozenset({"low", "medium", "high", "max"})
+THINK_LEVELS = ("high", "medium", "low", "max")
+_THINK_CHOICES = '"high", "medium", "low", "max", true, or false'
+
+
+def think_value(think: Any) -> bool | str | None:
+    """Ollama's ``think``: a bool, one of its levels, or unset; anything else is Ollama's 400."""
+    if think is None or isinstance(think, bool):
+        return think
+    if isinstance(think, str):
+        if think in THINK_LEVELS:
+            return think
+        raise OllamaError(400, f'invalid think value: "{think}" (must be {_THINK_CHOICES})')
+    raise OllamaError(400, f"think must be a boolean or string ({_THINK_CHOICES})")
+
+
+def resolve_think(think: Any, entry: ModelEntry, model: str) -> bool | str | None:
+    """What to ask of the model, as Ollama decides: a thinking model thinks unless told not
+    to; asking thinking of any other model is a 400 (``think: false`` is fine, and sends
+    nothing)."""
+    value = think_value(think)
+    if "thinking" in entry.capabilities:
+        return True if value is None else value
+    if value:
+        raise OllamaError(400, f'"{model}" does not support thinking')
+    return None
 
 
 def think_params(think: bool | str | None) -> dict[str, Any]:
-    """Ollama ``think`` to the chat template's thinking switch (and ``reasoning_effort``)."""
+    """A resolved ``think`` as the chat template's switch (and ``reasoning_effort``)."""
     if think is None:
         return {}
     if isinstance(think, bool):
         return {"chat_template_kwargs": {"enable_thinking": think}}
-    level = think.lower()
-    if level in ("true", "false"):
-        return {"chat_template_kwargs": {"enable_thinking": level == "true"}}
-    if level not in _THINK_LEVELS:
-        raise OllamaError(
-            400,
-            f'invalid think value: "{think}" (must be "high", "medium", "low", "max", '
-            "true, or false)",
-        )
-    return {"chat_template_kwargs": {"enable_thinking": True}, "reasoning_effort": level}
+    return {"chat_template_kwargs": {"enable_thinking": True}, "reasoning_effort": think}
+
+
+def require(entry: ModelEntry, capability: str, model: str, what: str | None = None) -> None:
+    """Ollama's 400 for a request the model cannot serve: ``"<model>" does not support X``."""
+    if capability not in entry.capabilities:
+        raise OllamaError(400, f'"{model}" does not support {what or capability}')
 
 
 def logprob_params(logprobs: bool | None, top_logprobs: int | None) -> dict[str, Any]:
@@ -276,11 +298,12 @@ def tools_param(tools: Sequence[Tool] | None) -> list[dict[str, Any]] | None:
 def _common(
     req: ChatRequest | GenerateRequest,
     body: dict[str, Any],
+    entry: ModelEntry,
     *,
     stream: bool,
-    max_model_len: int | None,
     completions: bool = False,
 ) -> dict[str, Any]:
+    max_model_len = entry.max_model_len
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -296,7 +319,7 @@ def _common(
     if fmt is not None:
         body["response_format"] = fmt
     if not completions:
-        body.update(think_params(req.think))
+        body.update(think_params(resolve_think(req.think, entry, req.model)))
         body.update(logprob_params(req.logprobs, req.top_logprobs))
     else:
         lp = logprob_params(req.logprobs, req.top_logprobs)
@@ -305,16 +328,17 @@ def _common(
     return body
 
 
-def chat_body(
-    req: ChatRequest, served: str, *, stream: bool, max_model_len: int | None, clock: Clock
-) -> dict[str, Any]:
-    """The ``/v1/chat/completions`` body for an Ollama chat request."""
+def chat_body(req: ChatRequest, entry: ModelEntry, *, stream: bool, clock: Clock) -> dict[str, Any]:
+    """The ``/v1/chat/completions`` body for an Ollama chat request to ``entry``."""
+    require(entry, "completion", req.model, "chat")
+    if any(m.images for m in req.messages or ()):
+        require(entry, "vision", req.model, "images")
     messages = chat_messages(req.messages or [], clock)
-    body: dict[str, Any] = {"model": served, "messages": messages}
+    body: dict[str, Any] = {"model": entry.served, "messages": messages}
     tools = tools_param(req.tools)
     if tools is not None:
         body["tools"] = tools
-    return _common(req, body, stream=stream, max_model_len=max_model_len)
+    return _common(req, body, entry, stream=stream)
 
 
 def generate_uses_completions(req: GenerateRequest) -> bool:
@@ -323,12 +347,18 @@ def generate_uses_completions(req: GenerateRequest) -> bool:
 
 
 def generate_body(
-    req: GenerateRequest, served: str, *, stream: bool, max_model_len: int | None
+    req: GenerateRequest, entry: ModelEntry, *, stream: bool
 ) -> tuple[str, dict[str, Any]]:
-    """The upstream path and body for an Ollama generate request."""
+    """The upstream path and body for an Ollama generate request to ``entry``."""
+    require(entry, "completion", req.model, "generate")
+    if req.suffix:
+        require(entry, "insert", req.model)
+    if req.images:
+        require(entry, "vision", req.model, "images")
     if req.raw and (req.template or req.system or req.context):
         raise OllamaError(400, "raw mode does not support template, system, or context")
     prompt = req.prompt or ""
+    served = entry.served
     if generate_uses_completions(req):
         if req.images:
             raise OllamaError(400, "raw mode does not support images")
@@ -336,14 +366,14 @@ def generate_body(
         if req.suffix:
             body["suffix"] = req.suffix
         path = "/v1/completions"
-        _common(req, body, stream=stream, max_model_len=max_model_len, completions=True)
+        _common(req, body, entry, stream=stream, completions=True)
         return path, body
     messages: list[dict[str, Any]] = []
     if req.system:
         messages.append({"role": "system", "content": req.system})
     messages.append({"role": "user", "content": _content(prompt, req.images)})
     body = {"model": served, "messages": messages, "return_token_ids": True}
-    _common(req, body, stream=stream, max_model_len=max_model_len)
+    _common(req, body, entry, stream=stream)
     return "/v1/chat/completions", body
 
 
@@ -353,11 +383,50 @@ def uses_context(req: GenerateRequest) -> bool:
 
 
 def continuation_body(
-    req: GenerateRequest, served: str, prompt: list[int], *, stream: bool, max_model_len: int | None
+    req: GenerateRequest, entry: ModelEntry, prompt: list[int], *, stream: bool
 ) -> dict[str, Any]:
     """``/v1/completions`` over token ids: the earlier ``context`` and the new templated turn."""
-    body: dict[str, Any] = {"model": served, "prompt": prompt, "return_token_ids": True}
-    return _common(req, body, stream=stream, max_model_len=max_model_len, completions=True)
+    body: dict[str, Any] = {"model": entry.served, "prompt": prompt, "return_token_ids": True}
+    return _common(req, body, entry, stream=stream, completions=True)
+
+
+# --------------------------------------------------------------------------- probes
+
+#: A 1x1 PNG: what a vision preflight sends.
+PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+_PROBE_TOOL = {"type": "function", "function": {"name": "probe", "parameters": {"type": "object"}}}
+
+
+def tools_probe(model: str) -> dict[str, Any]:
+    """A one-token chat that only a server with a tool parser accepts."""
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "probe"}],
+        "tools": [_PROBE_TOOL],
+        "tool_choice": "auto",
+        "max_tokens": 1,
+    }
+
+
+def vision_probe(model: str) -> dict[str, Any]:
+    """A one-token chat with a 1x1 image, which a text-only model refuses."""
+    content = [image_part(PIXEL_PNG), {"type": "text", "text": "probe"}]
+    return {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 1}
+
+
+def insert_probe(model: str) -> dict[str, Any]:
+    """A one-token completion with a suffix (fill-in-the-middle)."""
+    return {"model": model, "prompt": "probe", "suffix": "probe", "max_tokens": 1}
+
+
+def thinking_probe(model: str, enable: bool) -> dict[str, Any]:
+    """The same chat, tokenized with thinking switched on or off."""
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "probe"}],
+        "add_generation_prompt": True,
+        "chat_template_kwargs": {"enable_thinking": enable},
+    }
 
 
 def embed_body(served: str, inputs: list[str], *, truncate: bool) -> dict[str, Any]:
