@@ -11,47 +11,22 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from adapter.api import embed, manage, openai, routes
-from adapter.api.streaming import ClientDisconnected, error_response, openai_error
+from adapter.anthropic_api import anthropic_error
+from adapter.api import anthropic, embed, manage, openai, routes
+from adapter.api.streaming import ClientDisconnected, error_response, json_response, openai_error
 from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
+from adapter.cors import CORSMiddleware, OriginPolicy
 from adapter.errors import OllamaError
 from adapter.metrics import worker_exited
 from adapter.middleware import MetricsMiddleware, observe
 from adapter.state import AppState
 
 log = logging.getLogger("adapter")
-
-# The origins Ollama always allows (its envconfig), beside those named in OLLAMA_ORIGINS.
-LOCAL_ORIGINS = (
-    r"(https?://(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:\d+)?"
-    r"|(app|file|tauri|vscode-webview|vscode-file)://.*)"
-)
-CORS_HEADERS = [
-    "Authorization",
-    "Content-Type",
-    "User-Agent",
-    "Accept",
-    "X-Requested-With",
-    "OpenAI-Beta",
-    "x-stainless-arch",
-    "x-stainless-async",
-    "x-stainless-custom-poll-interval",
-    "x-stainless-helper-method",
-    "x-stainless-lang",
-    "x-stainless-os",
-    "x-stainless-package-version",
-    "x-stainless-poll-helper",
-    "x-stainless-retry-count",
-    "x-stainless-runtime",
-    "x-stainless-runtime-version",
-    "x-stainless-timeout",
-]
 
 
 class AdapterApp(FastAPI):
@@ -121,7 +96,7 @@ def create_app(settings: Settings | None = None, clock: Clock = SYSTEM) -> Adapt
         redoc_url=None,
         openapi_url=None,
     )
-    routers = [module.router for module in (routes, manage, embed, openai)]
+    routers = [module.router for module in (routes, manage, embed, openai, anthropic)]
     for router in routers:
         app.include_router(router)
     paths = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
@@ -133,13 +108,7 @@ def create_app(settings: Settings | None = None, clock: Clock = SYSTEM) -> Adapt
         for method in r.methods or ()
     }
     app.add_middleware(MetricsMiddleware, known=app.known_paths)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=["*"] if "*" in settings.cors_origins else list(settings.cors_origins),
-        allow_origin_regex=LOCAL_ORIGINS,
-        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-        allow_headers=CORS_HEADERS,
-    )
+    app.add_middleware(CORSMiddleware, policy=OriginPolicy.ollama(settings.cors_origins))
     for kind in (OllamaError, ClientDisconnected, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(kind, error_for)
     app.add_exception_handler(Exception, error_for)
@@ -149,24 +118,34 @@ def create_app(settings: Settings | None = None, clock: Clock = SYSTEM) -> Adapt
 async def error_for(request: Request, exc: Exception) -> Response:
     """Every error as Ollama answers it (OpenAI's shape under ``/v1``), never a traceback."""
     if isinstance(exc, OllamaError):
-        if request.url.path.startswith("/v1/"):
-            return openai_error(exc.status, exc.message)
-        return error_response(exc.status, exc.message)
+        return error_in_shape(request.url.path, exc.status, exc.message)
     if isinstance(exc, ClientDisconnected):
         state: AppState = request.app.state.adapter
         state.metrics.disconnects.inc()
         return error_response(499, "request canceled")
     if isinstance(exc, RequestValidationError):
-        return error_response(400, "invalid request")
+        return error_in_shape(request.url.path, 400, "invalid request")
     if isinstance(exc, StarletteHTTPException):
         # Ollama (Gin) answers unknown routes and wrong methods in plain text.
         if exc.status_code == 404:
             return PlainTextResponse("404 page not found", status_code=404)
         if exc.status_code == 405:
             return PlainTextResponse("405 method not allowed", status_code=405)
-        return error_response(exc.status_code, str(exc.detail))
+        return error_in_shape(request.url.path, exc.status_code, str(exc.detail))
     log.error("unexpected error on %s %s: %r", request.method, request.url.path, exc, exc_info=exc)
-    return error_response(500, f"internal error in the adapter: {type(exc).__name__}")
+    return error_in_shape(
+        request.url.path, 500, f"internal error in the adapter: {type(exc).__name__}"
+    )
+
+
+def error_in_shape(path: str, status: int, message: str) -> Response:
+    """An error in the shape of the API the path belongs to: Anthropic's under
+    ``/v1/messages``, OpenAI's under the rest of ``/v1``, Ollama's everywhere else."""
+    if path.startswith("/v1/messages"):
+        return json_response(anthropic_error(status, message), status)
+    if path.startswith("/v1/"):
+        return openai_error(status, message)
+    return error_response(status, message)
 
 
 def app_from_env() -> AdapterApp:

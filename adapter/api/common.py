@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -10,9 +10,16 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from adapter.api.streaming import ClientDisconnected, NDJSONStream, json_response
-from adapter.backends.base import Relayed, Reply, Target
+from adapter.api.streaming import (
+    ClientDisconnected,
+    NDJSONStream,
+    cancel_on_disconnect,
+    json_response,
+)
+from adapter.backends.base import Framing, Relayed, Reply, Target
 from adapter.errors import OllamaError
+from adapter.ollama_api.models import ModelEntry
+from adapter.openai_api import error_message
 from adapter.state import AppState
 
 M = TypeVar("M", bound=BaseModel)
@@ -82,3 +89,33 @@ def answer(reply: Reply, request: Request) -> Response:
         stream, media_type = reply, "application/x-ndjson"
     on_disconnect = state_of(request).metrics.disconnects.inc
     return NDJSONStream(stream, media_type=media_type, on_disconnect=on_disconnect)
+
+
+async def forward_foreign(
+    request: Request,
+    path: str,
+    *,
+    framing: Framing,
+    adjust: Callable[[dict[str, Any], ModelEntry], None] | None = None,
+    own_errors: bool = False,
+) -> Response:
+    """Another API's request (OpenAI's, Anthropic's) to the backend serving its model: the
+    model name resolved as everywhere (aliases, ``:latest``, case), the body and the answer
+    otherwise passed on as they are, streams included. ``own_errors``: an upstream error is
+    answered in the route's own shape (its message kept) instead of as it came."""
+    _, data = await read_body(request)
+    name = data.get("model")
+    if not isinstance(name, str) or not name:
+        raise OllamaError(400, "model is required")
+    found = await target(request, name)
+    data["model"] = found.entry.served
+    if adjust is not None:
+        adjust(data, found.entry)
+    stream = data.get("stream") is True
+    reply = await cancel_on_disconnect(
+        request,
+        found.backend.passthrough(path, data, stream=stream, framing=framing),
+    )
+    if own_errors and reply.status >= 400 and isinstance(reply.body, bytes):
+        raise OllamaError(reply.status, error_message(reply.body))
+    return answer(reply, request)

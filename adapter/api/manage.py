@@ -15,6 +15,9 @@ from adapter.ollama_api.responses import progress_lines
 
 router = APIRouter()
 
+#: How VS Code's Copilot Chat starts its User-Agent.
+COPILOT_AGENT = "GitHubCopilotChat/"
+
 MANAGED = (
     "the model set of this server is managed by vLLM's configuration "
     "(--model / --served-model-name) and the adapter's MODEL_ALIASES"
@@ -47,8 +50,11 @@ async def show_model(request: Request) -> Response:
         raise OllamaError(400, "model is required")
     found = await target(request, name, missing=f"model '{display_name(name)}' not found")
     started = state_of(request).started_at
-    reply = await cancel_on_disconnect(request, found.backend.show(found.entry, raw, started))
-    return answer(reply, request)
+    # Copilot shows general.basename; Ollama (0.18.3) echoes the name it was asked for.
+    copilot = request.headers.get("user-agent", "").startswith(COPILOT_AGENT)
+    basename = name if copilot else None
+    show = found.backend.show(found.entry, raw, started, basename)
+    return answer(await cancel_on_disconnect(request, show), request)
 
 
 @router.post("/api/pull")

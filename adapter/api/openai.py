@@ -1,5 +1,8 @@
 """OpenAI-compatible endpoints, as Ollama serves them: forwarded with model names rewritten.
 
+Chat and text completions, embeddings, the Responses API and the model list; vLLM serves all
+of them itself.
+
 Clients such as Copilot list models through ``/api/tags`` and then chat through ``/v1``
 with those names, so ``/v1`` accepts every name ``/api/tags`` shows. Bodies and streams
 are otherwise passed through untouched; errors keep OpenAI's shape.
@@ -10,10 +13,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from adapter.api.common import answer, read_body, state_of, target
-from adapter.api.streaming import cancel_on_disconnect, json_response
-from adapter.errors import OllamaError
+from adapter.api.common import forward_foreign, state_of, target
+from adapter.api.streaming import json_response
 from adapter.ollama_api.models import ModelEntry
+from adapter.openai_api import SSE
 
 router = APIRouter()
 
@@ -23,17 +26,7 @@ def _card(entry: ModelEntry, created: int) -> dict[str, object]:
 
 
 async def _forward(request: Request, path: str) -> Response:
-    _, data = await read_body(request)
-    name = data.get("model")
-    if not isinstance(name, str) or not name:
-        raise OllamaError(400, "model is required")
-    found = await target(request, name)
-    data["model"] = found.entry.served
-    stream = data.get("stream") is True
-    reply = await cancel_on_disconnect(
-        request, found.backend.passthrough(path, data, stream=stream)
-    )
-    return answer(reply, request)
+    return await forward_foreign(request, path, framing=SSE)
 
 
 @router.post("/v1/chat/completions")
@@ -44,6 +37,12 @@ async def chat_completions(request: Request) -> Response:
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
     return await _forward(request, "/v1/completions")
+
+
+@router.post("/v1/responses")
+async def responses(request: Request) -> Response:
+    """OpenAI's Responses API (Codex with ``wire_api = "responses"``, ``responses.create``)."""
+    return await _forward(request, "/v1/responses")
 
 
 @router.post("/v1/embeddings")

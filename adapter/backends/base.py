@@ -8,7 +8,7 @@ as it came (``Relayed``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -32,6 +32,16 @@ class ByteStream(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """How a relayed stream is cut into messages, and how one that breaks is ended: the bytes
+    that end a message (``\\n`` for NDJSON, a blank line for SSE) and the last message that
+    says what went wrong. A broken stream loses its unfinished message, never ends inside one."""
+
+    boundary: bytes
+    error: Callable[[str], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +91,22 @@ class Backend(Protocol):
         """Answer the legacy ``/api/embeddings``."""
         ...
 
-    async def show(self, entry: ModelEntry, raw: bytes, modified_at: datetime) -> Reply:
-        """Answer ``/api/show``."""
+    async def show(
+        self, entry: ModelEntry, raw: bytes, modified_at: datetime, basename: str | None
+    ) -> Reply:
+        """Answer ``/api/show`` (``basename``: what ``general.basename`` must say)."""
         ...
 
-    async def passthrough(self, path: str, body: dict[str, Any], *, stream: bool) -> Relayed:
-        """Send an OpenAI-compatible request (``/v1/...``) on as it is."""
+    async def passthrough(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        stream: bool,
+        framing: Framing,
+    ) -> Relayed:
+        """Send a request of another API (OpenAI's or Anthropic's ``/v1/...``) on as it is;
+        a streamed answer is relayed in ``framing``'s messages."""
         ...
 
     async def health(self) -> dict[str, Any]:

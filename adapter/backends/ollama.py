@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
-from adapter.backends.base import Relayed
+from adapter.backends.base import Framing, Relayed
 from adapter.backends.httpclient import public_url
 from adapter.backends.upstream import Upstream, forward
 from adapter.clock import Clock
@@ -24,9 +24,11 @@ from adapter.ollama_api.requests import (
     GenerateRequest,
 )
 from adapter.ollama_api.responses import error_line
-from adapter.openai_api import sse_error
 
 log = logging.getLogger("adapter.ollama")
+
+#: Ollama's own streams: NDJSON lines, ended by an ``{"error": ...}`` line when they break.
+NDJSON = Framing(b"\n", error_line)
 
 
 class OllamaBackend:
@@ -95,7 +97,7 @@ class OllamaBackend:
         return {"url": self.url, "reachable": True, "models": [e.served for e in models]}
 
     async def _forward(self, path: str, raw: bytes, *, stream: bool) -> Relayed:
-        return await forward(self.upstream, "POST", path, raw, stream=stream, error_line=error_line)
+        return await forward(self.upstream, "POST", path, raw, stream=stream, framing=NDJSON)
 
     async def chat(self, req: ChatRequest, entry: ModelEntry, raw: bytes) -> Relayed:
         return await self._forward("/api/chat", raw, stream=req.stream is not False)
@@ -109,11 +111,26 @@ class OllamaBackend:
     async def embeddings(self, req: EmbeddingsRequest, entry: ModelEntry, raw: bytes) -> Relayed:
         return await self._forward("/api/embeddings", raw, stream=False)
 
-    async def show(self, entry: ModelEntry, raw: bytes, modified_at: datetime) -> Relayed:
-        return await self._forward("/api/show", raw, stream=False)
+    async def show(
+        self, entry: ModelEntry, raw: bytes, modified_at: datetime, basename: str | None
+    ) -> Relayed:
+        reply = await self._forward("/api/show", raw, stream=False)
+        if basename is None or reply.status != 200 or not isinstance(reply.body, bytes):
+            return reply
+        # An Ollama older than 0.18.3 does not echo the name for Copilot: do it here.
+        body = orjson.loads(reply.body)
+        body.setdefault("model_info", {})["general.basename"] = basename
+        return Relayed(reply.status, reply.content_type, orjson.dumps(body))
 
-    async def passthrough(self, path: str, body: dict[str, Any], *, stream: bool) -> Relayed:
-        """Ollama serves the OpenAI-compatible routes too: ``/v1/*`` goes on as it is."""
+    async def passthrough(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        stream: bool,
+        framing: Framing,
+    ) -> Relayed:
+        """Ollama serves OpenAI's and Anthropic's routes too: ``/v1/*`` goes on as it is."""
         return await forward(
-            self.upstream, "POST", path, orjson.dumps(body), stream=stream, error_line=sse_error
+            self.upstream, "POST", path, orjson.dumps(body), stream=stream, framing=framing
         )

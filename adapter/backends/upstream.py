@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
-from adapter.backends.base import Relayed
+from adapter.backends.base import Framing, Relayed
 from adapter.backends.httpclient import (
     ConnectError,
     HTTPError,
@@ -102,21 +102,37 @@ class Upstream:
 
 
 class RawRelay:
-    """An upstream answer's bytes as they come; ``aclose`` abandons the upstream request."""
+    """An upstream answer's bytes as they come, in whole messages of ``framing``; ``aclose``
+    abandons the upstream request.
 
-    def __init__(
-        self, upstream: Upstream, resp: Response, error_line: Callable[[str], bytes]
-    ) -> None:
+    What follows the last message boundary of a read waits for the rest of its message, so a
+    stream that breaks ends with the framing's error message after a whole one, never inside
+    one (a client's parser would choke on the mix).
+    """
+
+    def __init__(self, upstream: Upstream, resp: Response, framing: Framing) -> None:
         self.upstream = upstream
         self.resp = resp
-        self._error_line = error_line
+        self._framing = framing
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        boundary = self._framing.boundary
+        held = b""
         try:
             async for data in self.resp.iter_any():
-                yield data
+                if held:
+                    data = held + data
+                cut = data.rfind(boundary)
+                if cut < 0:
+                    held = data
+                    continue
+                cut += len(boundary)
+                held = data[cut:]
+                yield data[:cut] if held else data
+            if held:
+                yield held  # the upstream ended without a last boundary: its bytes, as sent
         except TRANSPORT_ERRORS as exc:
-            yield self._error_line(self.upstream.error(exc).message)
+            yield self._framing.error(self.upstream.error(exc).message)
         finally:
             self.resp.release()
 
@@ -131,7 +147,7 @@ async def forward(
     content: bytes | None,
     *,
     stream: bool,
-    error_line: Callable[[str], bytes],
+    framing: Framing,
 ) -> Relayed:
     """Send ``content`` on as it is; answer the status, content type, and the body or a relay.
 
@@ -141,7 +157,7 @@ async def forward(
     resp = await upstream.send(method, path, content)
     content_type = resp.headers.get("content-type", "application/json")
     if stream and resp.status == 200:
-        return Relayed(resp.status, content_type, RawRelay(upstream, resp, error_line))
+        return Relayed(resp.status, content_type, RawRelay(upstream, resp, framing))
     try:
         body = await resp.read()
     except TRANSPORT_ERRORS as exc:

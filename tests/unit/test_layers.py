@@ -22,12 +22,15 @@ LAYERS = {
     "adapter.backends.httpclient": 0,
     # Wire formats, bookkeeping.
     "adapter.ollama_api": 1,
-    "adapter.openai_api": 1,
+    "adapter.cors": 1,
     "adapter.middleware": 1,
     "adapter.supervisor": 1,
     # Backends, from their interface up.
     "adapter.backends.base": 2,
     "adapter.backends.upstream": 3,
+    # The bits of OpenAI's and Anthropic's formats the adapter writes itself.
+    "adapter.openai_api": 3,
+    "adapter.anthropic_api": 3,
     "adapter.backends.vllm.requests": 4,
     "adapter.backends.vllm.responses": 4,
     "adapter.backends.vllm.stream": 5,

@@ -7,8 +7,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import orjson
-
 from adapter.clock import Clock
 from adapter.errors import OllamaError
 from adapter.jsonutil import loads_lenient
@@ -20,6 +18,7 @@ from adapter.ollama_api.responses import (
     ToolCallOut,
     created_at,
 )
+from adapter.openai_api import error_message
 
 
 def done_reason(finish_reason: str | None) -> str:
@@ -186,33 +185,9 @@ def generate_response(
     return out
 
 
-def upstream_error_message(body: bytes) -> str:
-    """The readable message inside any of vLLM's error shapes (nested, flat, plain string)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace").strip() or "empty response"
-    return error_message_of(data)
-
-
-def error_message_of(data: Any) -> str:
-    """The message of a decoded vLLM error object."""
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, str):
-            return err
-        if isinstance(err, dict):
-            msg = err.get("message") or err.get("detail")
-            if isinstance(msg, str):
-                return msg
-            if msg is not None:
-                return orjson.dumps(msg).decode()
-    return orjson.dumps(data).decode()
-
-
 def upstream_error(status: int, body: bytes, model: str | None) -> OllamaError:
     """Map a vLLM error answer to the error Ollama would give."""
-    message = upstream_error_message(body)
+    message = error_message(body)
     if status == 404 and model is not None and "does not exist" in message:
         return OllamaError(404, f"model '{model}' not found")
     if status == 400 and model is not None and "is not a multimodal model" in message:

@@ -15,7 +15,6 @@ from adapter.backends.vllm.responses import (
     Timings,
     completion_logprobs_out,
     done_reason,
-    error_message_of,
     logprobs_out,
     tool_calls_out,
 )
@@ -23,6 +22,7 @@ from adapter.clock import Clock
 from adapter.errors import OllamaError
 from adapter.jsonutil import dumps
 from adapter.ollama_api.responses import created_at, created_at_bytes
+from adapter.openai_api import error_message_of
 
 _dumps = orjson.dumps
 _CHAT_MID = b'","message":{"role":"assistant","content":'

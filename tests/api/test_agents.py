@@ -1,0 +1,390 @@
+"""What coding agents and today's clients use: Anthropic's Messages API, OpenAI's Responses
+API, capabilities found by asking vLLM, Ollama's checks that follow from them, CORS with
+wildcards, and /api/show as Copilot reads it (the app against the recorded-faithful fake)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from adapter.config import Settings
+from tests import fixtures
+from tests.api.conftest import listening, serve
+from tests.fake_vllm import FakeVLLM
+
+HI = [{"role": "user", "content": "Hello"}]
+MESSAGE = {"model": "llama3.2", "max_tokens": 8, "messages": HI}
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def sse_events(body: bytes) -> list[tuple[str | None, dict[str, Any]]]:
+    """(event name, data) of each event of an SSE body, without ``[DONE]``."""
+    out = []
+    for block in body.split(b"\n\n"):
+        name, data = None, None
+        for line in block.splitlines():
+            if line.startswith(b"event: "):
+                name = line[7:].decode()
+            elif line.startswith(b"data: ") and line[6:] != b"[DONE]":
+                data = orjson.loads(line[6:])
+        if data is not None:
+            out.append((name, data))
+    return out
+
+
+# --------------------------------------------------------------------------- Anthropic
+
+
+async def test_messages_go_to_vllm_with_the_served_name(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    headers = {"x-api-key": "sk-anything", "anthropic-version": "2023-06-01", "anthropic-beta": "x"}
+    resp = await client.post("/v1/messages", json=MESSAGE, headers=headers)
+    assert resp.status_code == 200
+    assert resp.json() == orjson.loads(
+        fixtures.raw("messages.json").replace(b"tiny-llm", b"tiny-llm")
+    )
+    path, body = fake.requests[-1]
+    assert path == "/v1/messages" and body == {**MESSAGE, "model": "tiny-llm"}
+
+
+async def test_a_messages_stream_is_relayed_as_it_comes(settings: Settings, fake: FakeVLLM) -> None:
+    """The first event reaches the client while vLLM is still generating the rest (a real
+    server: the in-process transport reads a whole answer before it returns)."""
+    more = asyncio.Event()
+    first, rest = fixtures.raw("messages_stream.sse").split(b"\n\n", 1)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first + b"\n\n"
+        await more.wait()
+        yield rest
+
+    def handler(req: httpx.Request, _: dict[str, Any]) -> httpx.Response | None:
+        if req.url.path != "/v1/messages":
+            return None
+        ctype = {"content-type": "text/event-stream"}
+        return httpx.Response(200, headers=ctype, extensions={"fake_stream": body()})
+
+    fake.handler = handler
+    async with (
+        listening(settings) as url,
+        httpx.AsyncClient(base_url=url) as client,
+        client.stream("POST", "/v1/messages", json={**MESSAGE, "stream": True}) as resp,
+    ):
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        chunks = resp.aiter_bytes()
+        got = await asyncio.wait_for(anext(chunks), 5)
+        assert got.startswith(b"event: message_start")
+        more.set()
+        got += b"".join([c async for c in chunks])
+    assert got == fixtures.raw("messages_stream.sse")
+    assert [name for name, _ in sse_events(got)][-1] == "message_stop"
+
+
+async def test_a_messages_stream_that_breaks_ends_with_an_anthropic_error_event(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    payload = fixtures.raw("messages_stream.sse")
+    fake.handler = lambda req, _: (
+        fake.stream(payload, die_after=300) if req.url.path == "/v1/messages" else None
+    )
+    resp = await client.post("/v1/messages", json={**MESSAGE, "stream": True})
+    name, data = sse_events(resp.content)[-1]
+    assert name == "error" and data["type"] == "error"
+    assert data["error"]["type"] == "api_error" and "vLLM" in data["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind", "message"),
+    [
+        ({**MESSAGE, "model": "nope"}, 404, "not_found_error", "model 'nope' not found"),
+        ({**MESSAGE, "max_tokens": 0}, 400, "invalid_request_error", "max_tokens is required"),
+        ({"model": "tiny-llm", "messages": HI}, 400, "invalid_request_error", "max_tokens"),
+        ({"model": "tiny-llm", "max_tokens": 8}, 400, "invalid_request_error", "messages is"),
+        ({"max_tokens": 8, "messages": HI}, 400, "invalid_request_error", "model is required"),
+    ],
+)
+async def test_messages_errors_are_anthropics(
+    client: httpx.AsyncClient,
+    fake: FakeVLLM,
+    body: dict[str, Any],
+    status: int,
+    kind: str,
+    message: str,
+) -> None:
+    resp = await client.post("/v1/messages", json=body)
+    assert resp.status_code == status
+    err = resp.json()
+    assert err["type"] == "error" and err["error"]["type"] == kind
+    assert err["error"]["message"].startswith(message)
+    assert not [p for p, _ in fake.requests if p == "/v1/messages"]  # caught before vLLM
+
+
+async def test_vllms_own_errors_on_messages_become_anthropics(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    """vLLM answers some validation errors of /v1/messages in OpenAI's shape."""
+    status, content = (
+        fixtures.status("messages_err_no_max_tokens.json"),
+        fixtures.raw("messages_err_no_max_tokens.json"),
+    )
+    fake.handler = lambda req, _: (
+        httpx.Response(status, content=content) if req.url.path == "/v1/messages" else None
+    )
+    resp = await client.post("/v1/messages", json=MESSAGE)
+    assert resp.status_code == 400
+    err = resp.json()
+    assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in err["error"]["message"]
+    bad = await client.post("/v1/messages", content=b"{not json")
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_thinking_is_dropped_for_a_model_that_cannot_think(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    """As in Ollama: Claude Code asks every model to think; the route relaxes, not refuses."""
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    resp = await client.post("/v1/messages", json={**MESSAGE, "thinking": thinking})
+    assert resp.status_code == 200
+    assert "thinking" not in fake.requests[-1][1]
+
+
+async def test_thinking_is_kept_for_a_thinking_model(fake: FakeVLLM, settings: Settings) -> None:
+    fake.thinking_models.append("tiny-llm")
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    async for c in serve(settings):
+        resp = await c.post("/v1/messages", json={**MESSAGE, "thinking": thinking})
+        assert resp.status_code == 200
+        assert fake.requests[-1][1]["thinking"] == thinking
+
+
+async def test_count_tokens_is_relayed(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    resp = await client.post(
+        "/v1/messages/count_tokens", json={"model": "TINY-LLM:latest", "messages": HI}
+    )
+    assert resp.json() == fixtures.load("messages_count_tokens.json")
+    assert fake.requests[-1] == ("/v1/messages/count_tokens", {"model": "tiny-llm", "messages": HI})
+
+
+async def test_messages_for_a_vision_ollama_model_go_there(fake: FakeVLLM) -> None:
+    settings = Settings(vllm_url=await fake.url(), vision_ollama_url=await fake.url("vision"))
+    async for c in serve(settings):
+        resp = await c.post("/v1/messages", json={**MESSAGE, "model": "llava:7b"})
+        assert resp.status_code == 200 and resp.json()["content"][0]["text"] == "a cat"
+        assert (
+            fake.requests[-1][0] == "/v1/messages" and fake.requests[-1][1]["model"] == "llava:7b"
+        )
+
+
+# --------------------------------------------------------------------------- Responses
+
+
+async def test_responses_go_to_vllm_plain_and_streamed(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    body = {"model": "llama3.2", "input": "Hi", "max_output_tokens": 8}
+    resp = await client.post("/v1/responses", json=body)
+    assert resp.json()["object"] == "response"
+    assert fake.requests[-1] == ("/v1/responses", {**body, "model": "tiny-llm"})
+    streamed = await client.post("/v1/responses", json={**body, "stream": True})
+    assert streamed.content == fixtures.raw("responses_stream.sse")
+
+
+async def test_responses_errors_are_openais(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/v1/responses", json={"model": "nope", "input": "Hi"})
+    assert resp.status_code == 404
+    assert resp.json() == {
+        "error": {
+            "message": "model 'nope' not found",
+            "type": "not_found_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
+async def test_version_is_the_ollama_whose_api_is_covered(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/version")).json() == {"version": "0.22.0"}
+
+
+# --------------------------------------------------------------------------- capabilities
+
+
+@pytest.fixture
+async def capable(fake: FakeVLLM, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """tiny-llm thinks, reads images and fills in the middle; plain-llm does none of it."""
+    fake.served = ["tiny-llm", "plain-llm"]
+    fake.thinking_models = ["tiny-llm"]
+    fake.vision_models = ["tiny-llm"]
+    fake.insert_models = ["tiny-llm"]
+    async for c in serve(settings):
+        yield c
+
+
+async def test_capabilities_come_from_vllms_answers(capable: httpx.AsyncClient) -> None:
+    tags = {
+        m["model"]: m["capabilities"] for m in (await capable.get("/api/tags")).json()["models"]
+    }
+    assert tags["tiny-llm:latest"] == ["completion", "tools", "insert", "vision", "thinking"]
+    assert tags["plain-llm:latest"] == ["completion", "tools"]
+    shown = (await capable.post("/api/show", json={"model": "tiny-llm"})).json()
+    assert shown["capabilities"] == tags["tiny-llm:latest"]
+    assert ".Suffix" in shown["template"]
+    plain = (await capable.post("/api/show", json={"model": "plain-llm"})).json()
+    assert ".Suffix" not in plain["template"]
+
+
+async def test_capabilities_are_asked_once_per_model(
+    capable: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    await capable.get("/api/tags")
+    probes = len(fake.requests)
+    await capable.post("/api/chat", json={"model": "tiny-llm", "messages": HI, "stream": False})
+    await capable.get("/api/tags")
+    assert [p for p, _ in fake.requests[probes:]] == ["/v1/chat/completions"]
+
+
+async def test_a_thinking_model_thinks_when_think_is_unset(
+    capable: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    await capable.post("/api/chat", json={"model": "tiny-llm", "messages": HI, "stream": False})
+    assert fake.last["chat_template_kwargs"] == {"enable_thinking": True}
+    await capable.post("/api/generate", json={"model": "tiny-llm", "prompt": "x", "think": "low"})
+    assert fake.last["chat_template_kwargs"] == {"enable_thinking": True}
+    assert fake.last["reasoning_effort"] == "low"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/api/chat", {"messages": HI, "think": True}, '"plain-llm" does not support thinking'),
+        (
+            "/api/generate",
+            {"prompt": "x", "think": "high"},
+            '"plain-llm" does not support thinking',
+        ),
+        (
+            "/api/generate",
+            {"prompt": "def f(", "suffix": ")"},
+            '"plain-llm" does not support insert',
+        ),
+        ("/api/generate", {"prompt": "?", "images": [PNG]}, '"plain-llm" does not support images'),
+        (
+            "/api/chat",
+            {"messages": [{"role": "user", "content": "?", "images": [PNG]}]},
+            '"plain-llm" does not support images',
+        ),
+        (
+            "/api/chat",
+            {"messages": HI, "think": "true"},
+            'invalid think value: "true" (must be "high", "medium", "low", "max", true, or false)',
+        ),
+    ],
+)
+async def test_ollamas_checks(
+    capable: httpx.AsyncClient, fake: FakeVLLM, path: str, body: dict[str, Any], message: str
+) -> None:
+    resp = await capable.post(path, json={"model": "plain-llm", **body})
+    assert (resp.status_code, resp.json()) == (400, {"error": message})
+    assert fake.generations() == []
+
+
+async def test_think_false_on_a_model_without_thinking_is_fine(
+    capable: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    resp = await capable.post(
+        "/api/chat", json={"model": "plain-llm", "messages": HI, "think": False, "stream": False}
+    )
+    assert resp.status_code == 200 and "chat_template_kwargs" not in fake.last
+
+
+async def test_the_override_adds_what_probing_cannot_see(fake: FakeVLLM) -> None:
+    settings = Settings(vllm_url=await fake.url(), model_capabilities="tiny-llm=vision")
+    async for c in serve(settings):
+        shown = (await c.post("/api/show", json={"model": "tiny-llm"})).json()
+        assert shown["capabilities"] == ["completion", "tools", "vision"]
+
+
+async def test_an_embedding_model_shows_its_embedding_length(fake: FakeVLLM) -> None:
+    fake.served = ["tiny-embed"]
+    fake.embedding_models = ["tiny-embed"]
+    async for c in serve(Settings(vllm_url=await fake.url())):
+        shown = (await c.post("/api/show", json={"model": "tiny-embed"})).json()
+        arch = shown["model_info"]["general.architecture"]
+        assert shown["capabilities"] == ["embedding"]
+        assert shown["model_info"][f"{arch}.embedding_length"] == 3  # the fake's vectors
+
+
+# --------------------------------------------------------------------------- /api/show
+
+
+async def test_show_for_copilot_echoes_the_name_it_asked_for(client: httpx.AsyncClient) -> None:
+    copilot = {"User-Agent": "GitHubCopilotChat/0.31.0"}
+    shown = await client.post("/api/show", json={"model": "llama3.2"}, headers=copilot)
+    assert shown.json()["model_info"]["general.basename"] == "llama3.2"
+    plain = await client.post("/api/show", json={"model": "llama3.2"})
+    assert plain.json()["model_info"]["general.basename"] == "tiny-llm"
+
+
+async def test_show_for_copilot_through_the_vision_ollama(fake: FakeVLLM) -> None:
+    settings = Settings(vllm_url=await fake.url(), vision_ollama_url=await fake.url("vision"))
+    copilot = {"User-Agent": "GitHubCopilotChat/0.31.0"}
+    async for c in serve(settings):
+        shown = await c.post("/api/show", json={"model": "llava:7b"}, headers=copilot)
+        assert shown.json()["model_info"]["general.basename"] == "llava:7b"
+
+
+# --------------------------------------------------------------------------- CORS
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("chrome-extension://abcdefghijklmnop", True),
+        ("http://192.168.1.20:3000", True),
+        ("http://192.168.1.7:80", True),
+        ("http://192.168.2.20:3000", False),
+        ("https://192.168.1.20:3000", False),
+        ("http://localhost:5173", True),
+        ("vscode-webview://1234", True),
+        ("https://evil.example", False),
+    ],
+)
+async def test_ollama_origins_with_wildcards(fake: FakeVLLM, origin: str, allowed: bool) -> None:
+    settings = Settings(
+        vllm_url=await fake.url(), cors_origins="chrome-extension://*,http://192.168.1.*:*"
+    )
+    preflight = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-api-key",
+    }
+    async for c in serve(settings):
+        resp = await c.options("/v1/messages", headers=preflight)
+        got = await c.get("/api/version", headers={"Origin": origin})
+    if allowed:
+        assert resp.status_code == 204
+        assert resp.headers["access-control-allow-origin"] == origin
+        assert "x-api-key" in resp.headers["access-control-allow-headers"]
+        assert "POST" in resp.headers["access-control-allow-methods"]
+        assert got.status_code == 200 and got.headers["access-control-allow-origin"] == origin
+    else:
+        assert resp.status_code == got.status_code == 403
+        assert not [h for h in (*resp.headers, *got.headers) if h.startswith("access-control")]
+
+
+async def test_any_origin_with_a_star(fake: FakeVLLM) -> None:
+    async for c in serve(Settings(vllm_url=await fake.url(), cors_origins="*")):
+        got = await c.get("/api/version", headers={"Origin": "https://anything.example"})
+        assert got.headers["access-control-allow-origin"] == "*"
+
+
+async def test_the_servers_own_origin_is_not_cross_origin(client: httpx.AsyncClient) -> None:
+    got = await client.get("/api/version", headers={"Origin": "http://adapter"})
+    assert got.status_code == 200 and "access-control-allow-origin" not in got.headers
