@@ -108,3 +108,26 @@ test('an unknown model is a ResponseError with status 404', async () => {
     (err) => err.name === 'ResponseError' && err.status_code === 404,
   )
 })
+
+test('capabilities come from what vLLM showed, and Ollama\'s checks follow them', async () => {
+  const plain = await ollama.show({ model: MODEL })
+  assert.deepEqual(plain.capabilities, ['completion', 'tools'])
+  const thinker = await ollama.show({ model: 'tiny-think' })
+  assert.ok(thinker.capabilities.includes('thinking'), thinker.capabilities.join(','))
+  const refused = (message) => (err) =>
+    err.name === 'ResponseError' && err.status_code === 400 && err.error === message
+  await assert.rejects(
+    ollama.chat({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], think: true }),
+    refused(`"${MODEL}" does not support thinking`),
+  )
+  await assert.rejects(
+    ollama.generate({ model: MODEL, prompt: 'def f(', suffix: ')' }),
+    refused(`"${MODEL}" does not support insert`),
+  )
+  const thought = await ollama.chat({
+    model: 'tiny-think',
+    messages: [{ role: 'user', content: 'hi' }],
+    options: { num_predict: 6 },
+  })
+  assert.ok(thought.message.thinking, 'a thinking model thinks when think is unset')
+})
