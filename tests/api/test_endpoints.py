@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 
+from adapter.backends.vllm.responses import INPUT_TOO_LONG
 from adapter.config import Settings
 from tests import fixtures
 from tests.api.conftest import serve
@@ -104,12 +105,24 @@ async def test_chat_streams_ndjson_by_default(client: httpx.AsyncClient, fake: F
     assert fake.last["temperature"] == 0.1 and fake.last["max_tokens"] == 8
 
 
-async def test_chat_not_streaming(client: httpx.AsyncClient) -> None:
+def streamed_text(name: str) -> str:
+    """The text of a recorded stream (what vLLM streams for a non-streaming request too)."""
+    events = [e for e in fixtures.sse_events(name) if e["choices"]]
+    if name.startswith("completions"):
+        return "".join(e["choices"][0].get("text") or "" for e in events)
+    return "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+
+
+async def test_chat_not_streaming(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
+    """vLLM is asked to stream, so the time to the first token is known; the client gets
+    one object assembled from it, with durations that mean something."""
     resp = await client.post("/api/chat", json={**CHAT, "stream": False})
     body = resp.json()
-    expected = fixtures.load("chat.json")["choices"][0]["message"]["content"]
-    assert body["message"] == {"role": "assistant", "content": expected}
-    assert body["done"] is True and body["eval_count"] == 16
+    assert body["message"] == {"role": "assistant", "content": streamed_text("chat_stream.sse")}
+    assert body["done"] is True and body["eval_count"] == 8
+    assert fake.last["stream"] is True
+    parts = [body[k] for k in ("load_duration", "prompt_eval_duration", "eval_duration")]
+    assert all(p > 1 for p in parts) and sum(parts) <= body["total_duration"]
 
 
 async def test_form_encoded_curl_body_is_read_as_json(client: httpx.AsyncClient) -> None:
@@ -131,7 +144,7 @@ async def test_generate_streaming_and_not(client: httpx.AsyncClient, fake: FakeV
             "/api/generate", json={"model": "tiny-llm", "prompt": "hi", "stream": False}
         )
     ).json()
-    assert body["response"] == fixtures.load("chat.json")["choices"][0]["message"]["content"]
+    assert body["response"] == streamed_text("chat_stream.sse")
 
 
 async def test_raw_generate_uses_completions(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
@@ -141,7 +154,7 @@ async def test_raw_generate_uses_completions(client: httpx.AsyncClient, fake: Fa
         )
     ).json()
     assert fake.requests[-1][0] == "/v1/completions"
-    assert body["response"] == fixtures.load("completions.json")["choices"][0]["text"]
+    assert body["response"] == streamed_text("completions_stream.sse")
 
 
 @pytest.mark.parametrize(
@@ -238,10 +251,14 @@ async def test_vllm_400s_come_back_readable(
     fake.handler = lambda req, body: (
         httpx.Response(status, content=content) if "chat" in req.url.path else None
     )
+    vllm_says = orjson.loads(content)["error"]["message"]
     for stream in (False, True):
         resp = await client.post("/api/chat", json={**CHAT, "stream": stream})
         assert resp.status_code == 400
-        assert resp.json()["error"] == orjson.loads(content)["error"]["message"]
+        if name == "err_too_long.json":  # Ollama's words first, then vLLM's
+            assert resp.json()["error"] == f"{INPUT_TOO_LONG}: {vllm_says}"
+        else:
+            assert resp.json()["error"] == vllm_says
 
 
 async def test_vllm_down_is_a_fast_503_naming_the_upstream(
@@ -383,7 +400,7 @@ async def test_metrics_count_requests_and_tokens(client: httpx.AsyncClient) -> N
     await client.post("/api/chat", json=CHAT)
     text = (await client.get("/metrics")).text
     assert 'ollama_adapter_requests_total{endpoint="/api/chat",status="200"} 2.0' in text
-    assert 'ollama_adapter_tokens_total{backend="vllm",kind="completion"} 24.0' in text
+    assert 'ollama_adapter_tokens_total{backend="vllm",kind="completion"} 16.0' in text
 
 
 async def test_many_concurrent_streams(client: httpx.AsyncClient) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import orjson
@@ -159,62 +158,78 @@ def test_error_event_mid_stream_raises() -> None:
         tr.feed({"error": {"message": "boom", "type": "InternalServerError", "code": 500}})
 
 
-def test_recorded_chat_answer() -> None:
-    resp = fixtures.load("chat.json")
-    out = t.chat_response(
-        resp, "llama3.2", Timings(start=1, sent=2, first=3, end=4), clock=fake_clock()
+def collected(tr: StreamTranslator, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A non-streaming answer: the events fed in collect mode, then the one object."""
+    for event in events:
+        assert tr.feed(event) == b""  # nothing goes out while collecting
+    return dict(tr.answer())
+
+
+def test_a_non_streaming_chat_is_the_recorded_stream_assembled() -> None:
+    events = fixtures.sse_events("chat_stream.sse")
+    clock = fake_clock()
+    timings = Timings(start=clock.perf_ns(), sent=clock.perf_ns())
+    out = collected(
+        StreamTranslator("llama3.2", timings, clock=clock, chat=True, collect=True), events
     )
-    assert out["message"] == {
-        "role": "assistant",
-        "content": resp["choices"][0]["message"]["content"],
-    }
+    text = "".join((e["choices"][0]["delta"].get("content") or "") for e in events if e["choices"])
+    assert out["message"] == {"role": "assistant", "content": text}
     assert out["done"] is True and out["done_reason"] == "length"
-    assert out["prompt_eval_count"] == resp["usage"]["prompt_tokens"] > 0
-    assert out["eval_count"] == resp["usage"]["completion_tokens"] == 16
-    assert out["model"] == "llama3.2"
-    assert out["created_at"].endswith("Z")
+    usage = events[-1]["usage"]
+    assert out["prompt_eval_count"] == usage["prompt_tokens"] > 0
+    assert out["eval_count"] == usage["completion_tokens"] == 8
+    assert out["model"] == "llama3.2" and out["created_at"] == "2023-11-14T22:13:20.123456Z"
+    # Honest durations: the first token was seen, so each part is measured, and they add up.
+    parts = ("load_duration", "prompt_eval_duration", "eval_duration")
+    assert all(out[k] > 1 for k in parts)
+    assert sum(out[k] for k in parts) == out["total_duration"]
 
 
-def test_recorded_chat_answer_with_logprobs() -> None:
-    resp = fixtures.load("chat_logprobs.json")
-    out = t.chat_response(resp, "m", Timings(start=1), clock=fake_clock())
-    content = resp["choices"][0]["logprobs"]["content"]
+def test_collected_logprobs_and_thinking() -> None:
+    content = fixtures.load("chat_logprobs.json")["choices"][0]["logprobs"]["content"]
+    events = [
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"reasoning": "hmm"}),
+        *(chat_chunk({"content": c["token"]}, logprobs={"content": [c]}) for c in content),
+        chat_chunk({}, "stop"),
+        usage_chunk(3, len(content)),
+    ]
+    for event in events:
+        if "logprobs" in event:
+            event["choices"][0]["logprobs"] = event.pop("logprobs")
+    tr = StreamTranslator("m", Timings(start=1), clock=fake_clock(), chat=True, collect=True)
+    out = collected(tr, events)
+    assert out["message"]["thinking"] == "hmm"
+    assert out["message"]["content"] == "".join(c["token"] for c in content)
     assert [lp["token"] for lp in out["logprobs"]] == [c["token"] for c in content]
-    assert (
-        out["logprobs"][1]["top_logprobs"][0]["logprob"] == content[1]["top_logprobs"][0]["logprob"]
-    )
 
 
-def test_non_streaming_tool_calls_and_null_content() -> None:
-    resp = copy.deepcopy(fixtures.load("chat.json"))
-    resp["choices"][0]["message"]["content"] = None
-    resp["choices"][0]["message"]["tool_calls"] = [
-        {"id": "x1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
-    ]
-    resp["choices"][0]["finish_reason"] = "tool_calls"
-    out = t.chat_response(resp, "m", Timings(start=1), clock=fake_clock())
+def test_collected_tool_calls_from_the_recorded_stream() -> None:
+    events = fixtures.sse_events("chat_tool_named_stream.sse")
+    tr = StreamTranslator("m", Timings(start=1), clock=fake_clock(), chat=True, collect=True)
+    out = collected(tr, events)
+    (call,) = out["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather" and call["function"]["index"] == 0
+    assert isinstance(call["function"]["arguments"]["city"], str)
     assert out["message"]["content"] == ""
-    assert out["message"]["tool_calls"] == [
-        {"id": "x1", "function": {"index": 0, "name": "f", "arguments": {"a": 1}}}
-    ]
-    assert out["done_reason"] == "stop"
 
 
-def test_recorded_completions_answer_for_raw_generate() -> None:
-    resp = fixtures.load("completions.json")
-    out = t.generate_response(resp, "m", Timings(start=1), completions=True, clock=fake_clock())
-    assert out["response"] == resp["choices"][0]["text"]
-    assert [lp["token"] for lp in out["logprobs"]] == resp["choices"][0]["logprobs"]["tokens"]
+def test_collected_raw_generate_and_context() -> None:
+    events = fixtures.sse_events("completions_stream.sse")
+    tr = StreamTranslator(
+        "m", Timings(start=1), clock=fake_clock(), chat=False, completions=True, collect=True
+    )
+    out = collected(tr, events)
+    assert out["response"] == "".join(e["choices"][0]["text"] for e in events if e["choices"])
     assert "context" not in out
-
-
-def test_generate_answer_carries_context() -> None:
-    resp = copy.deepcopy(fixtures.load("chat.json"))
-    resp["prompt_token_ids"] = [1, 2]
-    resp["choices"][0]["token_ids"] = [3]
-    out = t.generate_response(resp, "m", Timings(start=1), completions=False, clock=fake_clock())
-    assert out["context"] == [1, 2, 3]
-    assert out["response"] == resp["choices"][0]["message"]["content"]
+    ctx = StreamTranslator(
+        "m", Timings(start=1), clock=fake_clock(), chat=False, context=True, collect=True
+    )
+    first = chat_chunk({"role": "assistant", "content": ""}, prompt_token_ids=[1, 2])
+    token = chat_chunk({"content": "x"})
+    token["choices"][0]["token_ids"] = [3]
+    out = collected(ctx, [first, token, chat_chunk({}, "stop"), usage_chunk(2, 1)])
+    assert out["context"] == [1, 2, 3] and out["response"] == "x"
 
 
 @pytest.mark.parametrize(

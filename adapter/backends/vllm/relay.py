@@ -83,7 +83,7 @@ class NDJSONRelay:
                                 out.append(self._final())
                                 self.ended = True
                                 yield b"".join(out)
-                                await self._drain()
+                                await drain(self._resp)
                                 return
                             piece = feed(loads(payload))
                             if piece:
@@ -125,14 +125,63 @@ class NDJSONRelay:
         self._on_usage(translator.usage)
         return translator.final()
 
-    async def _drain(self) -> None:
-        """Read what is left of a finished answer (its end usually follows at once)."""
-        try:
-            async with asyncio.timeout(DRAIN_SECONDS):
-                async for _ in self._resp.iter_any():
-                    pass
-        except (TimeoutError, *TRANSPORT_ERRORS):
-            pass  # the connection is dropped instead of reused
-
     async def aclose(self) -> None:
         self._resp.close()
+
+
+async def collect(
+    upstream: Upstream,
+    resp: Response,
+    translator: StreamTranslator,
+    on_usage: Callable[[Mapping[str, Any] | None], None],
+) -> Mapping[str, Any]:
+    """Read vLLM's whole SSE stream into ``translator`` (in ``collect`` mode) and answer the
+    one object of a non-streaming request. Nothing has reached the client yet, so a failure
+    is an error answer of its own (raised), not a last line."""
+    feed = translator.feed
+    buf = b""
+    ended = False
+    try:
+        async for data in resp.iter_any():
+            buf = buf + data if buf else data
+            if b"\n" not in data:
+                continue
+            lines = buf.split(b"\n")
+            buf = lines.pop()
+            for line in lines:
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    ended = True
+                    break
+                feed(loads_lenient(payload))
+            if ended:
+                break
+    except TRANSPORT_ERRORS as exc:
+        resp.close()
+        raise upstream.error(exc) from None
+    except ValueError:
+        resp.close()
+        raise OllamaError(502, "vLLM sent a malformed stream event") from None
+    except BaseException:
+        resp.close()
+        raise
+    if ended:
+        await drain(resp)
+    resp.release()
+    if translator.finish_reason is None:
+        raise OllamaError(502, f"vLLM at {upstream.url} ended the stream early")
+    on_usage(translator.usage)
+    return translator.answer()
+
+
+async def drain(resp: Response) -> None:
+    """Read what is left of a finished answer (its end usually follows at once), so its
+    connection serves the next request; past ``DRAIN_SECONDS`` it is dropped instead."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in resp.iter_any():
+                pass
+    except (TimeoutError, *TRANSPORT_ERRORS):
+        pass

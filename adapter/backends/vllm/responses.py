@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from adapter.clock import Clock
-from adapter.errors import OllamaError
+from adapter.errors import ContextOverflow, OllamaError
 from adapter.jsonutil import loads_lenient
 from adapter.ollama_api.responses import (
-    ChatResponse,
     Durations,
-    GenerateResponse,
-    MessageOut,
     ToolCallOut,
-    created_at,
 )
 from adapter.openai_api import error_message
+
+#: Ollama's words for a prompt longer than the context (its runner's 400).
+INPUT_TOO_LONG = "the input length exceeds the context length"
 
 
 def done_reason(finish_reason: str | None) -> str:
@@ -34,17 +33,6 @@ class Timings:
     sent: int = 0
     first: int = 0
     end: int = 0
-
-    def finish(self, resp: Mapping[str, Any], end: int) -> None:
-        """Close a non-streaming request: without vLLM's per-request metrics the time to the
-        first token is unknown, so all upstream time counts as generation (tokens/s stays a
-        lower bound instead of becoming absurd)."""
-        self.end = end
-        ttft = (resp.get("metrics") or {}).get("time_to_first_token_ms")
-        if isinstance(ttft, int | float) and ttft > 0:
-            self.first = min(self.sent + int(ttft * 1_000_000), self.end)
-        else:
-            self.first = self.sent
 
     def metrics(self, usage: Mapping[str, Any] | None) -> Durations:
         """Ollama's counts and durations; ``end`` must be set."""
@@ -125,69 +113,11 @@ def completion_logprobs_out(logprobs: Mapping[str, Any] | None) -> list[dict[str
     return out
 
 
-def chat_response(
-    resp: Mapping[str, Any], model: str, timings: Timings, *, clock: Clock
-) -> ChatResponse:
-    """A non-streaming OpenAI chat completion as Ollama's chat answer."""
-    choice = (resp.get("choices") or [{}])[0]
-    msg = choice.get("message") or {}
-    message: MessageOut = {"role": "assistant", "content": msg.get("content") or ""}
-    thinking = msg.get("reasoning") or msg.get("reasoning_content")
-    if thinking:
-        message["thinking"] = thinking
-    if msg.get("tool_calls"):
-        message["tool_calls"] = tool_calls_out(msg["tool_calls"], clock)
-    out: ChatResponse = {
-        "model": model,
-        "created_at": created_at(clock.wall_ns()),
-        "message": message,
-        "done": True,
-        "done_reason": done_reason(choice.get("finish_reason")),
-    }
-    out.update(cast(ChatResponse, timings.metrics(resp.get("usage"))))
-    lp = logprobs_out(choice.get("logprobs"))
-    if lp:
-        out["logprobs"] = lp
-    return out
-
-
-def generate_response(
-    resp: Mapping[str, Any], model: str, timings: Timings, *, completions: bool, clock: Clock
-) -> GenerateResponse:
-    """A non-streaming OpenAI answer (chat or completions) as Ollama's generate answer."""
-    choice = (resp.get("choices") or [{}])[0]
-    thinking = None
-    lp: list[dict[str, Any]] | None
-    if completions:
-        text = choice.get("text") or ""
-        lp = completion_logprobs_out(choice.get("logprobs"))
-    else:
-        msg = choice.get("message") or {}
-        text = msg.get("content") or ""
-        thinking = msg.get("reasoning") or msg.get("reasoning_content")
-        lp = logprobs_out(choice.get("logprobs"))
-    out: GenerateResponse = {
-        "model": model,
-        "created_at": created_at(clock.wall_ns()),
-        "response": text,
-    }
-    if thinking:
-        out["thinking"] = thinking
-    out["done"] = True
-    out["done_reason"] = done_reason(choice.get("finish_reason"))
-    if not completions:
-        prompt_ids = resp.get("prompt_token_ids")
-        if prompt_ids is not None:
-            out["context"] = list(prompt_ids) + list(choice.get("token_ids") or [])
-    out.update(cast(GenerateResponse, timings.metrics(resp.get("usage"))))
-    if lp:
-        out["logprobs"] = lp
-    return out
-
-
 def upstream_error(status: int, body: bytes, model: str | None) -> OllamaError:
     """Map a vLLM error answer to the error Ollama would give."""
     message = error_message(body)
+    if status == 400 and "maximum context length" in message:
+        return ContextOverflow(400, f"{INPUT_TOO_LONG}: {message}")
     if status == 404 and model is not None and "does not exist" in message:
         return OllamaError(404, f"model '{model}' not found")
     if status == 400 and model is not None and "is not a multimodal model" in message:

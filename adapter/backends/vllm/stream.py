@@ -7,7 +7,7 @@ are written from prebuilt byte fragments. The wall time and the counter come fro
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -20,8 +20,15 @@ from adapter.backends.vllm.responses import (
 )
 from adapter.clock import Clock
 from adapter.errors import OllamaError
-from adapter.jsonutil import dumps
-from adapter.ollama_api.responses import created_at, created_at_bytes
+from adapter.jsonutil import StrictJsonText, dumps
+from adapter.ollama_api.responses import (
+    ChatResponse,
+    GenerateResponse,
+    MessageOut,
+    ToolCallOut,
+    created_at,
+    created_at_bytes,
+)
 from adapter.openai_api import error_message_of
 
 _dumps = orjson.dumps
@@ -32,11 +39,15 @@ _CHAT_END = b"}" + _NOT_DONE
 
 
 class StreamTranslator:
-    """Turns vLLM stream chunks into Ollama NDJSON lines for one chat or generate request.
+    """Turns vLLM stream chunks into Ollama's answer for one chat or generate request.
 
-    Content, thinking and logprobs go out as they come, one line per delta. Tool-call
-    fragments are collected per index and sent once, complete, just before the final line,
-    because clients append calls from every line. Usage and timings go on the final line only.
+    Streaming, content, thinking and logprobs go out as they come, one NDJSON line per delta.
+    Tool-call fragments are collected per index and sent once, complete, just before the final
+    line, because clients append calls from every line. Usage and timings go on the final line
+    only. With ``collect`` nothing goes out: the pieces are kept for ``answer()``, the one
+    object of a non-streaming answer (which vLLM also streams, so the time to the first token
+    is known). With ``strict_json`` (``format`` was set) raw control characters inside the
+    content's JSON strings are escaped as they pass.
     """
 
     __slots__ = (
@@ -46,9 +57,13 @@ class StreamTranslator:
         "_completions",
         "_context",
         "_head",
+        "_json",
+        "_logprobs",
         "_mid",
         "_now",
         "_prefix",
+        "_texts",
+        "_thoughts",
         "finish_reason",
         "model",
         "timings",
@@ -64,6 +79,8 @@ class StreamTranslator:
         chat: bool,
         completions: bool = False,
         context: bool | list[int] = False,
+        collect: bool = False,
+        strict_json: bool = False,
     ) -> None:
         """``context``: collect the prompt's and the answer's token ids for the last line,
         starting from the given ids when it is a list (a prompt sent as token ids)."""
@@ -83,6 +100,15 @@ class StreamTranslator:
         )
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        self._json = StrictJsonText() if strict_json else None
+        self._texts: list[str] | None = [] if collect else None
+        self._thoughts: list[str] = []
+        self._logprobs: list[dict[str, Any]] = []
+
+    @property
+    def collecting(self) -> bool:
+        """Whether the answer is kept for ``answer()`` instead of streamed."""
+        return self._texts is not None
 
     @property
     def now(self) -> bytes:
@@ -137,6 +163,16 @@ class StreamTranslator:
             return b""
         if self.timings.first == 0:
             self.timings.first = self._clock.perf_ns()
+        if text and self._json is not None:
+            text = self._json.feed(text)
+        if self._texts is not None:
+            if text:
+                self._texts.append(text)
+            if thinking:
+                self._thoughts.append(thinking)
+            if lp:
+                self._logprobs.extend(lp)
+            return b""
         if not thinking and not lp:
             return self._head + _dumps(text) + (_CHAT_END if self._chat else _NOT_DONE)
         line = self._head + _dumps(text or "")
@@ -163,20 +199,45 @@ class StreamTranslator:
             if args:
                 slot[2].append(args if isinstance(args, str) else orjson.dumps(args).decode())
 
+    def _tool_calls(self) -> list[ToolCallOut]:
+        calls = [
+            {"id": cid, "function": {"name": name, "arguments": "".join(args)}}
+            for cid, name, args in (self._calls[i] for i in sorted(self._calls))
+        ]
+        return tool_calls_out(calls, self._clock)
+
+    def answer(self) -> ChatResponse | GenerateResponse:
+        """The whole answer as one object (``collect``): what a non-streaming request gets."""
+        self.timings.end = self._clock.perf_ns()
+        text = "".join(self._texts or ())
+        thinking = "".join(self._thoughts)
+        out: dict[str, Any] = {"model": self.model, "created_at": created_at(self._clock.wall_ns())}
+        if self._chat:
+            message: MessageOut = {"role": "assistant", "content": text}
+            if thinking:
+                message["thinking"] = thinking
+            if self._calls:
+                message["tool_calls"] = self._tool_calls()
+            out["message"] = message
+        else:
+            out["response"] = text
+            if thinking:
+                out["thinking"] = thinking
+        out["done"] = True
+        out["done_reason"] = done_reason(self.finish_reason)
+        if self._context:
+            out["context"] = self._context
+        out.update(self.timings.metrics(self.usage))
+        if self._logprobs:
+            out["logprobs"] = self._logprobs
+        return cast(ChatResponse | GenerateResponse, out)
+
     def final(self) -> bytes:
         """The collected tool calls (if any) and the ``done: true`` line with the metrics."""
         self.timings.end = self._clock.perf_ns()
         out = b""
         if self._calls:
-            calls = [
-                {"id": cid, "function": {"name": name, "arguments": "".join(args)}}
-                for cid, name, args in (self._calls[i] for i in sorted(self._calls))
-            ]
-            message = {
-                "role": "assistant",
-                "content": "",
-                "tool_calls": tool_calls_out(calls, self._clock),
-            }
+            message = {"role": "assistant", "content": "", "tool_calls": self._tool_calls()}
             now = created_at(self._clock.wall_ns())
             line = {"model": self.model, "created_at": now, "message": message}
             out += dumps({**line, "done": False}) + b"\n"
