@@ -30,6 +30,8 @@ _ENV_NAMES = {
     "max_connections": "ADAPTER_MAX_CONNECTIONS",
     "log_level": "ADAPTER_LOG_LEVEL",
     "workers": "ADAPTER_WORKERS",
+    "answer_room": "ADAPTER_ANSWER_ROOM",
+    "models_dir": "ADAPTER_MODELS_DIR",
     "shutdown_grace": "ADAPTER_SHUTDOWN_GRACE",
     "worker_timeout": "ADAPTER_WORKER_TIMEOUT",
     "ollama_version": "ADAPTER_OLLAMA_VERSION",

@@ -101,6 +101,15 @@ class Settings(BaseSettings):
         "info", validation_alias=AliasChoices("log_level", "ADAPTER_LOG_LEVEL")
     )
     workers: int = Field(1, ge=1, validation_alias=AliasChoices("workers", "ADAPTER_WORKERS"))
+    models_dir: str | None = Field(
+        None, validation_alias=AliasChoices("models_dir", "ADAPTER_MODELS_DIR")
+    )
+    """A folder of Modelfiles, one per derived model (``/api/create``, ``/api/copy``)."""
+    answer_room: int = Field(
+        0, ge=0, validation_alias=AliasChoices("answer_room", "ADAPTER_ANSWER_ROOM")
+    )
+    """Tokens kept free for the answer when a chat history is cut to fit the context; 0:
+    ``num_predict`` when the request sets it, else a quarter of the context (at most 1024)."""
     shutdown_grace: float = Field(
         30.0, ge=0, validation_alias=AliasChoices("shutdown_grace", "ADAPTER_SHUTDOWN_GRACE")
     )

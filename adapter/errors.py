@@ -17,3 +17,7 @@ class OllamaError(Exception):
 
 class UpstreamUnavailable(OllamaError):
     """The upstream server could not be reached or did not answer in time."""
+
+
+class ContextOverflow(OllamaError):
+    """The prompt does not fit the model's context window (vLLM's 400)."""

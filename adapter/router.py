@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from adapter.backends.base import Backend, Target
 from adapter.clock import SYSTEM, Clock
 from adapter.errors import OllamaError
+from adapter.modelstore import ModelStore
+from adapter.ollama_api.modelfile import Derived
 from adapter.ollama_api.models import ModelEntry, display_name, normalize, ordered_capabilities
 
 log = logging.getLogger("adapter.router")
@@ -22,6 +24,7 @@ class Router:
     Backends are asked in order (every vLLM server as configured, then the Ollama
     passthrough); a name served twice belongs to the first. One backend being down leaves
     the others listed. ``MODEL_CAPABILITIES`` adds to what a backend says a model can do.
+    Derived models (``store``) come last, each over the model its ``FROM`` names.
     """
 
     def __init__(
@@ -31,12 +34,15 @@ class Router:
         capabilities: dict[str, tuple[str, ...]],
         cache_ttl: float = 0.0,
         clock: Clock = SYSTEM,
+        store: ModelStore | None = None,
     ) -> None:
         self.backends = list(backends)
+        self.store = store or ModelStore(None)
         self._by_name = {b.name: b for b in self.backends}
         self.aliases = aliases
         self._extra_caps = {normalize(k): v for k, v in capabilities.items()}
         self._seen: list[list[ModelEntry] | None] = []
+        self._derived_seen: list[Derived] | None = None
         self._entries: list[ModelEntry] = []
         self._index: dict[str, Target] = {}
         # A name found in the catalogue is answered from it at once (the hot path resolves a
@@ -72,9 +78,12 @@ class Router:
         """Every served model, then every alias whose target is served (the same list object
         until a backend's list changes)."""
         seen = await self._lists(refresh)
+        derived = self.store.refresh()
         self._checked_at = self._now()
-        if len(seen) == len(self._seen) and all(
-            a is b for a, b in zip(seen, self._seen, strict=True)
+        if (
+            derived is self._derived_seen
+            and len(seen) == len(self._seen)
+            and all(a is b for a, b in zip(seen, self._seen, strict=True))
         ):
             return self._entries
         entries: list[ModelEntry] = []
@@ -97,8 +106,34 @@ class Router:
             entry = self._with_overrides(entry, alias)
             taken[key] = Target(entry, base.backend)
             entries.append(entry)
+        for model in derived:
+            found = self._derived_target(model, taken)
+            if found is not None and normalize(model.name) not in taken:
+                taken[normalize(model.name)] = found
+                entries.append(found.entry)
         self._seen, self._entries, self._index = seen, entries, taken
+        self._derived_seen = derived
         return entries
+
+    def _derived_target(self, model: Derived, taken: dict[str, Target]) -> Target | None:
+        """Where a derived model lives: the served model its ``FROM`` names, through other
+        derived models (their settings under its own)."""
+        for _ in range(8):
+            base = taken.get(normalize(model.base))
+            if base is not None:
+                entry = dataclasses.replace(
+                    base.entry,
+                    name=display_name(model.name),
+                    alias_of=base.entry.name,
+                    derived=model,
+                )
+                return Target(entry, base.backend)
+            parent = self.store.get(model.base)
+            if parent is None or parent.name == model.name:
+                break
+            model = model.over(parent)
+        log.warning("derived model %s: its FROM %s is not served now", model.name, model.base)
+        return None
 
     async def find(self, name: str) -> Target | None:
         """The entry named ``name`` and its backend; on a miss the catalogue is fetched again.
@@ -112,6 +147,11 @@ class Router:
         if not key:
             return None
         target = self._index.get(key)
+        stale = target is not None and target.entry.derived is not None
+        # Another worker may have changed a derived model: the folder is looked at (a stat).
+        if stale and self.store.refresh() is not self._derived_seen:
+            await self.catalogue()
+            target = self._index.get(key)
         if target is not None:
             if self._now() - self._checked_at >= self._ttl:
                 self._refresh_in_background()

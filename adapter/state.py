@@ -13,6 +13,7 @@ from adapter.backends.vllm import VLLMBackend
 from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
 from adapter.metrics import Metrics
+from adapter.modelstore import ModelStore
 from adapter.ollama_api.models import ModelEntry
 from adapter.router import Router
 
@@ -54,6 +55,7 @@ class AppState:
             settings.model_capabilities,
             cache_ttl=settings.models_cache_ttl,
             clock=clock,
+            store=ModelStore(settings.models_dir),
         )
         return cls(settings, metrics, backends, router, clock)
 

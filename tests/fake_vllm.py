@@ -68,6 +68,11 @@ def recorded(file: str, model: str) -> httpx.Response:
     return httpx.Response(fixtures.status(file), content=content, headers={"content-type": ctype})
 
 
+def chat_tokens(messages: list[dict[str, Any]]) -> int:
+    """The fake's token count of a chat: its words, and 4 for each message's framing."""
+    return sum(4 + len(str(m.get("content") or "").split()) for m in messages)
+
+
 def _is_probe(body: dict[str, Any]) -> bool:
     """One of the adapter's one-token capability probes (its text is "probe")."""
     if body.get("prompt") == "probe":
@@ -134,6 +139,9 @@ class FakeVLLM:
     """Served names that take images (the rest answer vLLM's "not a multimodal model")."""
     insert_models: list[str] = field(default_factory=list)
     """Served names that take a ``suffix`` (fill-in-the-middle)."""
+    word_tokens: bool = False
+    """Count a chat's tokens as vLLM would, by a simple rule (its words, plus 4 a message): a
+    chat over ``max_model_len`` gets the recorded 400, and ``/tokenize`` says that count."""
     ollama_models: list[str] = field(
         default_factory=lambda: ["llava:7b", "nomic-embed-text:latest"]
     )
@@ -246,6 +254,11 @@ class FakeVLLM:
         model = str(body.get("model"))
         known = model in self.served_by_host.get(request.url.host, self.served)
         if path == "/tokenize":
+            if self.word_tokens and "messages" in body:
+                count = chat_tokens(body["messages"])
+                answer = {**fixtures.load("tokenize_chat.json"), "count": count}
+                answer.update(tokens=list(range(count)), max_model_len=self.max_model_len)
+                return httpx.Response(200, content=orjson.dumps(answer))
             return httpx.Response(200, content=fixtures.raw(self._tokenized(model, body)))
         if path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses"):
             return self._compat(path, model, known, body)
@@ -253,6 +266,8 @@ class FakeVLLM:
             if not known:
                 return recorded("err_unknown_model.json", model)
             chat = path.endswith("chat/completions")
+            if chat and self.word_tokens and chat_tokens(body["messages"]) > self.max_model_len:
+                return recorded("err_too_long.json", model)
             if chat and _has_image(body) and model not in self.vision_models:
                 return recorded("err_image_text_model.json", model)
             if not chat and body.get("suffix") and model not in self.insert_models:

@@ -1,6 +1,10 @@
-"""Ollama's model endpoints: list, running, show, pull, and the management calls vLLM owns."""
+"""Ollama's model endpoints: list, running, show, pull; derived models (create, copy, delete);
+and the management calls vLLM owns (push, blobs)."""
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -9,8 +13,16 @@ from adapter.api.common import answer, parse, read_body, state_of, target
 from adapter.api.streaming import JSON_TYPE, NDJSON_TYPE, cancel_on_disconnect, json_response
 from adapter.errors import OllamaError
 from adapter.jsonutil import dumps
-from adapter.ollama_api.models import display_name, ps_entry, tag_entry
-from adapter.ollama_api.requests import CopyRequest, ModelRequest, PullRequest, ShowRequest
+from adapter.ollama_api import modelfile
+from adapter.ollama_api.modelfile import Derived, unsupported
+from adapter.ollama_api.models import display_name, normalize, ps_entry, tag_entry
+from adapter.ollama_api.requests import (
+    CopyRequest,
+    CreateRequest,
+    ModelRequest,
+    PullRequest,
+    ShowRequest,
+)
 from adapter.ollama_api.responses import progress_lines
 
 router = APIRouter()
@@ -73,18 +85,114 @@ async def pull(request: Request) -> Response:
 
 
 @router.post("/api/push")
-@router.post("/api/create")
-async def not_managed_here(request: Request) -> Response:
+async def push(request: Request) -> Response:
     await read_body(request)
-    raise OllamaError(501, f"{request.url.path.rsplit('/', 1)[-1]} is not supported: {MANAGED}")
+    raise OllamaError(501, f"push is not supported: {MANAGED}")
+
+
+# --------------------------------------------------------------------------- derived models
+
+
+def _name(raw: str) -> str:
+    """A name for a new model, checked as Ollama checks one (its message)."""
+    name = raw.strip()
+    if not name or len(name) > 256 or any(c.isspace() or c < " " for c in name):
+        raise OllamaError(400, "invalid model name")
+    return name
+
+
+async def _new_name(request: Request, name: str) -> None:
+    """A derived model cannot take the name of a model the server serves (or an alias)."""
+    existing = await state_of(request).router.find(name)
+    if existing is not None and existing.entry.derived is None:
+        raise OllamaError(
+            400,
+            f'"{name}" is a model this server serves ({MANAGED}); a derived model needs a '
+            "name of its own",
+        )
+
+
+async def _over(request: Request, model: Derived) -> tuple[Derived, str]:
+    """``model`` over what its ``FROM`` names, flattened onto a model vLLM serves; and the
+    name its Modelfile's ``FROM`` gets."""
+    parent = await target(request, model.base, missing=f"model '{model.base}' not found")
+    if parent.backend.kind != "vllm":
+        raise OllamaError(
+            400,
+            f'"{model.base}" is served by the Vision Ollama: create "{model.name}" there '
+            "(its /api/create)",
+        )
+    if parent.entry.derived is not None:
+        flat = model.over(parent.entry.derived)
+        return flat, flat.base
+    served = parent.entry.alias_of or parent.entry.name  # an alias: what it names
+    return dataclasses.replace(model, base=served), served
+
+
+def _derived_of(req: CreateRequest, name: str) -> Derived:
+    for what in ("files", "adapters", "quantize"):
+        if getattr(req, what):
+            raise OllamaError(400, unsupported(what))
+    if req.modelfile:
+        return modelfile.parse(req.modelfile, name)
+    if not req.from_:
+        raise OllamaError(400, "neither 'from' or 'files' was specified")
+    license = req.license if isinstance(req.license, list) else [req.license or ""]
+    return Derived(
+        name,
+        req.from_,
+        req.system,
+        modelfile.options_of(req.parameters),
+        modelfile.messages_of(req.messages),
+        req.template,
+        tuple(t for t in license if t),
+    )
+
+
+@router.post("/api/create")
+async def create(request: Request) -> Response:
+    """A derived model: a name over a served model with its own system prompt, default
+    options and leading messages, kept as a Modelfile in ADAPTER_MODELS_DIR."""
+    _, data = await read_body(request)
+    req = parse(CreateRequest, data)
+    name = _name(req.target)
+    model = _derived_of(req, name)
+    await _new_name(request, name)
+    model, base = await _over(request, model)
+    state = state_of(request)
+    state.router.store.save(model, base)
+    entries = await state.router.catalogue()
+    made = next(e for e in entries if normalize(e.name) == normalize(name))
+    if req.stream is False:
+        return json_response({"status": "success"})
+    layer = hashlib.sha256(modelfile.render(model, base).encode()).hexdigest()
+    return Response(
+        progress_lines(
+            f"using existing layer sha256:{made.digest}",
+            f"creating new layer sha256:{layer}",
+            "writing manifest",
+            "success",
+        ),
+        media_type=NDJSON_TYPE,
+    )
 
 
 @router.post("/api/copy")
 async def copy(request: Request) -> Response:
     _, data = await read_body(request)
     req = parse(CopyRequest, data)
-    await target(request, req.source, missing=f'model "{req.source}" not found')
-    raise OllamaError(501, f"copy is not supported: {MANAGED}")
+    source = await target(request, req.source, missing=f'model "{req.source}" not found')
+    if not req.destination.strip():
+        raise OllamaError(400, f'destination "{req.destination}" is invalid')
+    name = _name(req.destination)
+    await _new_name(request, name)
+    derived = source.entry.derived
+    model = derived.with_name(name) if derived else Derived(name, source.entry.name)
+    model, base = await _over(request, model)
+    state = state_of(request)
+    state.router.store.save(model, base)
+    await state.router.catalogue()
+    return Response(status_code=200)
 
 
 @router.delete("/api/delete")
@@ -94,8 +202,18 @@ async def delete(request: Request) -> Response:
     name = req.target
     if not name:
         raise OllamaError(400, "model is required")
-    await target(request, name)
-    raise OllamaError(501, f"delete is not supported: {MANAGED}")
+    found = await target(request, name)
+    state = state_of(request)
+    if found.entry.derived is None:
+        what = "an alias (MODEL_ALIASES)" if found.entry.alias_of else "a model vLLM serves"
+        if found.backend.kind != "vllm":
+            what = "a model of the Vision Ollama (delete it there)"
+        raise OllamaError(
+            403, f"model '{name}' is {what} and keeps serving; only derived models are deleted here"
+        )
+    state.router.store.delete(found.entry.derived.name)
+    await state.router.catalogue()
+    return Response(status_code=200)
 
 
 @router.head("/api/blobs/{digest}")

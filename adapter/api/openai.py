@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from adapter.api.common import forward_foreign, state_of, target
 from adapter.api.streaming import json_response
+from adapter.backends.vllm.requests import openai_with_defaults
 from adapter.ollama_api.models import ModelEntry
 from adapter.openai_api import SSE
 
@@ -25,18 +26,21 @@ def _card(entry: ModelEntry, created: int) -> dict[str, object]:
     return {"id": entry.name, "object": "model", "created": created, "owned_by": entry.backend}
 
 
-async def _forward(request: Request, path: str) -> Response:
-    return await forward_foreign(request, path, framing=SSE)
+async def _forward(request: Request, path: str, *, generation: bool = False) -> Response:
+    """Forwarded with the model name resolved; on the generation routes a derived model's
+    settings applied (as Ollama applies a Modelfile there)."""
+    adjust = openai_with_defaults if generation else None
+    return await forward_foreign(request, path, framing=SSE, adjust=adjust)
 
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    return await _forward(request, "/v1/chat/completions")
+    return await _forward(request, "/v1/chat/completions", generation=True)
 
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
-    return await _forward(request, "/v1/completions")
+    return await _forward(request, "/v1/completions", generation=True)
 
 
 @router.post("/v1/responses")

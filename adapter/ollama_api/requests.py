@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Lenient(BaseModel):
@@ -69,6 +69,8 @@ class _GenerationRequest(_Lenient):
 class ChatRequest(_GenerationRequest):
     messages: list[Message] | None = None
     tools: list[Tool] | None = None
+    #: Cut the oldest messages when the history outgrows the context (Ollama's default).
+    truncate: bool | None = None
 
 
 class GenerateRequest(_GenerationRequest):
@@ -119,6 +121,22 @@ class PullRequest(ModelRequest):
     insecure: bool | None = None
 
 
+class CreateRequest(ModelRequest):
+    """``/api/create``: a model ``from`` another, with its own settings (or a ``modelfile``,
+    as older clients send it)."""
+
+    from_: str = Field("", alias="from")
+    system: str | None = None
+    template: str | None = None
+    license: str | list[str] | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
+    modelfile: str | None = None
+    files: dict[str, str] | None = None
+    adapters: dict[str, str] | None = None
+    quantize: str | None = None
+
+
 class CopyRequest(_Lenient):
     source: str = ""
     destination: str = ""
@@ -127,6 +145,7 @@ class CopyRequest(_Lenient):
 __all__ = [
     "ChatRequest",
     "CopyRequest",
+    "CreateRequest",
     "EmbedRequest",
     "EmbeddingsRequest",
     "GenerateRequest",

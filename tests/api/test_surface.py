@@ -82,21 +82,33 @@ async def test_pull_of_an_unknown_model_is_ollamas_error(client: httpx.AsyncClie
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "payload"),
+    ("method", "path", "payload", "status", "says"),
     [
-        ("POST", "/api/push", {"model": "tiny-llm"}),
-        ("POST", "/api/create", {"model": "mine", "from": "tiny-llm"}),
-        ("POST", "/api/copy", {"source": "tiny-llm", "destination": "x"}),
-        ("DELETE", "/api/delete", {"name": "tiny-llm"}),
-        ("POST", "/api/blobs/sha256:" + "0" * 64, {}),
+        ("POST", "/api/push", {"model": "tiny-llm"}, 501, "managed by vLLM's configuration"),
+        ("POST", "/api/blobs/sha256:" + "0" * 64, {}, 501, "managed by vLLM's configuration"),
+        ("POST", "/api/create", {"model": "mine", "from": "tiny-llm"}, 501, "ADAPTER_MODELS_DIR"),
+        (
+            "POST",
+            "/api/copy",
+            {"source": "tiny-llm", "destination": "x"},
+            501,
+            "ADAPTER_MODELS_DIR",
+        ),
+        ("DELETE", "/api/delete", {"name": "tiny-llm"}, 403, "a model vLLM serves"),
+        ("DELETE", "/api/delete", {"name": "llama3.2"}, 403, "an alias (MODEL_ALIASES)"),
     ],
 )
-async def test_model_management_says_vllm_owns_the_model_set(
-    client: httpx.AsyncClient, method: str, path: str, payload: dict[str, Any]
+async def test_what_vllm_owns_stays_and_derived_models_need_a_folder(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    payload: dict[str, Any],
+    status: int,
+    says: str,
 ) -> None:
     resp = await client.request(method, path, content=orjson.dumps(payload))
-    assert resp.status_code == 501
-    assert "managed by vLLM's configuration" in resp.json()["error"]
+    assert resp.status_code == status
+    assert says in resp.json()["error"]
 
 
 async def test_management_of_unknown_models_is_404(client: httpx.AsyncClient) -> None:

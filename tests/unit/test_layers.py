@@ -11,7 +11,7 @@ PACKAGE = ROOT / "adapter"
 
 #: Each module's layer: a module may import only from layers below its own. A name matches
 #: its longest prefix here.
-LAYERS = {
+LAYERS: dict[str, float] = {
     # Nothing of ours.
     "adapter.config": 0,
     "adapter.errors": 0,
@@ -21,12 +21,14 @@ LAYERS = {
     "adapter.server": 0,
     "adapter.backends.httpclient": 0,
     # Wire formats, bookkeeping.
-    "adapter.ollama_api": 1,
+    "adapter.ollama_api.modelfile": 1,
+    "adapter.ollama_api": 1.5,
     "adapter.cors": 1,
     "adapter.middleware": 1,
     "adapter.supervisor": 1,
     # Backends, from their interface up.
     "adapter.backends.base": 2,
+    "adapter.modelstore": 2,
     "adapter.backends.upstream": 3,
     # The bits of OpenAI's and Anthropic's formats the adapter writes itself.
     "adapter.openai_api": 3,
@@ -52,7 +54,7 @@ LAYERS = {
 }
 
 
-def layer(module: str) -> int:
+def layer(module: str) -> float:
     parts = module.split(".")
     for n in range(len(parts), 0, -1):
         found = LAYERS.get(".".join(parts[:n]))

@@ -16,11 +16,11 @@ from adapter.backends.httpclient import Response, public_url
 from adapter.backends.upstream import TRANSPORT_ERRORS, Upstream, forward
 from adapter.backends.vllm import requests as rq
 from adapter.backends.vllm import responses as rs
-from adapter.backends.vllm.relay import NDJSONRelay
+from adapter.backends.vllm.relay import NDJSONRelay, collect
 from adapter.backends.vllm.stream import StreamTranslator
 from adapter.clock import Clock
 from adapter.config import Settings
-from adapter.errors import OllamaError
+from adapter.errors import ContextOverflow, OllamaError
 from adapter.metrics import Metrics
 from adapter.ollama_api.durations import keep_alive_seconds
 from adapter.ollama_api.models import ModelEntry, display_name, ordered_capabilities, show
@@ -59,6 +59,7 @@ class VLLMBackend:
         self.clock = clock
         self._metrics = metrics
         self._probe = settings.probe_capabilities
+        self._answer_room = settings.answer_room
         self._discovered: dict[str, Discovered] = {}
         headers = {}
         if settings.vllm_api_key is not None:
@@ -242,66 +243,61 @@ class VLLMBackend:
 
     # ------------------------------------------------------------------ chat and generate
 
-    def _count(self, answer: Mapping[str, Any]) -> None:
-        self._metrics.count_tokens(self.name, answer)
-
     def _count_usage(self, usage: Mapping[str, Any] | None) -> None:
         self._metrics.count_usage(self.name, usage)
 
     async def chat(self, req: ChatRequest, entry: ModelEntry, raw: bytes) -> Reply:
-        """An Ollama chat answer: a dict, or a relay of NDJSON lines when streaming."""
+        """An Ollama chat answer: a relay of NDJSON lines, or one object for ``stream: false``
+        (vLLM streams both, so the time to the first token is measured either way)."""
         clock = self.clock
         unload = keep_alive_seconds(req.keep_alive) == 0
         if not req.messages:
             return load_response(req.model, chat=True, unload=unload, now_ns=clock.wall_ns())
-        stream = req.stream is not False
         timings = rs.Timings(start=clock.perf_ns())
-        body = rq.chat_body(req, entry, stream=stream, clock=clock)
+        body = rq.chat_body(req, entry, stream=True, clock=clock)
+        translator = StreamTranslator(
+            req.model,
+            timings,
+            clock=clock,
+            chat=True,
+            collect=req.stream is False,
+            strict_json=bool(req.format),
+        )
         path = "/v1/chat/completions"
-        if stream:
-            translator = StreamTranslator(req.model, timings, clock=clock, chat=True)
-            return await self._relay(path, body, req.model, translator)
-        timings.sent = clock.perf_ns()
-        resp = await self.post(path, body, model=req.model)
-        timings.finish(resp, clock.perf_ns())
-        out = rs.chat_response(resp, req.model, timings, clock=clock)
-        self._count(out)
-        return out
+        try:
+            resp = await self._send(path, body, req.model, translator)
+        except ContextOverflow as overflow:
+            if req.truncate is False:
+                raise
+            body = await self._truncated(body, entry, req.model, overflow)
+            resp = await self._send(path, body, req.model, translator)
+        return await self._answer(resp, translator)
 
     async def generate(self, req: GenerateRequest, entry: ModelEntry, raw: bytes) -> Reply:
-        """An Ollama generate answer: a dict, or a relay of NDJSON lines when streaming."""
+        """An Ollama generate answer: a relay of NDJSON lines, or one object."""
         clock = self.clock
         unload = keep_alive_seconds(req.keep_alive) == 0
         if not req.prompt and not req.suffix and not req.images:
             return load_response(req.model, chat=False, unload=unload, now_ns=clock.wall_ns())
-        stream = req.stream is not False
         timings = rs.Timings(start=clock.perf_ns())
-        path, body = rq.generate_body(req, entry, stream=stream)
+        path, body = rq.generate_body(req, entry, stream=True)
         completions = path == "/v1/completions"
         context: bool | list[int] = not completions
         if rq.uses_context(req):
             context = await self._continuation_prompt(req, body)
             path, completions = "/v1/completions", True
-            body = rq.continuation_body(req, entry, context, stream=stream)
-        if stream:
-            translator = StreamTranslator(
-                req.model,
-                timings,
-                clock=clock,
-                chat=False,
-                completions=completions,
-                context=context,
-            )
-            return await self._relay(path, body, req.model, translator)
-        timings.sent = clock.perf_ns()
-        resp = await self.post(path, body, model=req.model)
-        timings.finish(resp, clock.perf_ns())
-        out = rs.generate_response(resp, req.model, timings, completions=completions, clock=clock)
-        if isinstance(context, list):
-            choice = (resp.get("choices") or [{}])[0]
-            out["context"] = context + list(choice.get("token_ids") or [])
-        self._count(out)
-        return out
+            body = rq.continuation_body(req, entry, context, stream=True)
+        translator = StreamTranslator(
+            req.model,
+            timings,
+            clock=clock,
+            chat=False,
+            completions=completions,
+            context=context,
+            collect=req.stream is False,
+            strict_json=bool(req.format),
+        )
+        return await self._answer(await self._send(path, body, req.model, translator), translator)
 
     async def _continuation_prompt(self, req: GenerateRequest, body: dict[str, Any]) -> list[int]:
         """The earlier answer's ``context`` followed by the new turn as vLLM templates it."""
@@ -315,12 +311,60 @@ class VLLMBackend:
         resp = await self.post("/tokenize", tokenize, model=req.model)
         return [*(req.context or []), *resp["tokens"]]
 
-    async def _relay(
+    async def _send(
         self, path: str, body: dict[str, Any], model: str, translator: StreamTranslator
-    ) -> NDJSONRelay:
+    ) -> Response:
         translator.timings.sent = self.clock.perf_ns()
-        resp = await self.open_stream(path, body, model=model)
+        return await self.open_stream(path, body, model=model)
+
+    async def _answer(self, resp: Response, translator: StreamTranslator) -> Reply:
+        if translator.collecting:
+            return await collect(self.upstream, resp, translator, self._count_usage)
         return NDJSONRelay(self.upstream, resp, translator, self.clock, self._count_usage)
+
+    async def _truncated(
+        self, body: dict[str, Any], entry: ModelEntry, model: str, overflow: ContextOverflow
+    ) -> dict[str, Any]:
+        """The chat cut to fit the context as Ollama cuts it: the oldest messages dropped, the
+        system messages and the latest message always kept, with room left for the answer.
+
+        The cut is searched for (binary search over where the kept part starts; each step one
+        ``/tokenize`` of that chat in its chat form, images and tools included), instead of one
+        count per message; a kept part never starts with a tool result whose call was cut.
+        """
+        context = entry.max_model_len
+        messages: list[dict[str, Any]] = body["messages"]
+        if not context or len(messages) < 2:
+            raise overflow
+        limit = context - rq.answer_room(body.get("max_tokens"), context, self._answer_room)
+
+        async def fits(cut: int) -> bool:
+            counted = rq.tokenize_body(body, rq.kept_messages(messages, cut))
+            answer = await self.post("/tokenize", counted, model=model)
+            return int(answer.get("count") or len(answer.get("tokens") or ())) <= limit
+
+        last = len(messages) - 1
+        if not await fits(last):
+            raise overflow  # even the system messages and the latest one do not fit
+        low, high = 0, last  # the first cut that fits lies in [low, high]; ``high`` fits
+        while low < high:
+            middle = (low + high) // 2
+            if await fits(middle):
+                high = middle
+            else:
+                low = middle + 1
+        cut = low
+        while cut < last and messages[cut].get("role") == "tool":
+            cut += 1
+        kept = rq.kept_messages(messages, cut)
+        if cut:
+            log.info(
+                "chat history cut to fit %d tokens: %d of %d messages kept",
+                limit,
+                len(kept),
+                len(messages),
+            )
+        return {**body, "messages": kept}
 
     # ------------------------------------------------------------------ embeddings
 

@@ -309,7 +309,7 @@ def _common(
         body["stream_options"] = {"include_usage": True}
     body.update(
         sampling_params(
-            req.options,
+            model_options(req.options, entry, top_level=req.num_predict is not None),
             num_predict=req.num_predict,
             max_model_len=max_model_len,
             completions=completions,
@@ -328,12 +328,54 @@ def _common(
     return body
 
 
+def model_options(
+    options: Mapping[str, Any] | None, entry: ModelEntry, *, top_level: bool = False
+) -> Mapping[str, Any] | None:
+    """The request's options over a derived model's defaults (its ``PARAMETER`` lines); a
+    ``num_predict`` the request gives at the top level wins over the model's too."""
+    derived = entry.derived
+    if derived is None or not derived.options:
+        return options
+    merged = dict(derived.options)
+    if top_level:
+        merged.pop("num_predict", None)
+    merged.update(options or {})
+    return merged
+
+
+def openai_with_defaults(body: dict[str, Any], entry: ModelEntry) -> None:
+    """A derived model's settings in an OpenAI-style body (``/v1/chat/completions``,
+    ``/v1/completions``), as Ollama applies a Modelfile there too: its options where the body
+    sets none of its own, its system prompt and messages before a chat's."""
+    derived = entry.derived
+    if derived is None:
+        return
+    defaults = sampling_params(derived.options, max_model_len=entry.max_model_len)
+    for key, value in defaults.items():
+        body.setdefault(key, value)
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        lead: list[Any] = [{"role": r, "content": c} for r, c in derived.messages]
+        first = messages[0] if messages else None
+        if derived.system and not (isinstance(first, dict) and first.get("role") == "system"):
+            lead.insert(0, {"role": "system", "content": derived.system})
+        body["messages"] = lead + messages
+
+
 def chat_body(req: ChatRequest, entry: ModelEntry, *, stream: bool, clock: Clock) -> dict[str, Any]:
     """The ``/v1/chat/completions`` body for an Ollama chat request to ``entry``."""
     require(entry, "completion", req.model, "chat")
     if any(m.images for m in req.messages or ()):
         require(entry, "vision", req.model, "images")
     messages = chat_messages(req.messages or [], clock)
+    derived = entry.derived
+    if derived is not None:
+        # As Ollama: the model's messages first, its system prompt before them unless the
+        # request brings one of its own.
+        lead = [{"role": r, "content": c} for r, c in derived.messages]
+        if derived.system and not (messages and messages[0]["role"] == "system"):
+            lead.insert(0, {"role": "system", "content": derived.system})
+        messages = lead + messages
     body: dict[str, Any] = {"model": entry.served, "messages": messages}
     tools = tools_param(req.tools)
     if tools is not None:
@@ -369,8 +411,12 @@ def generate_body(
         _common(req, body, entry, stream=stream, completions=True)
         return path, body
     messages: list[dict[str, Any]] = []
-    if req.system:
-        messages.append({"role": "system", "content": req.system})
+    derived = entry.derived
+    system = req.system or (derived.system if derived else None)
+    if system:
+        messages.append({"role": "system", "content": system})
+    if derived is not None and not req.context:
+        messages.extend({"role": r, "content": c} for r, c in derived.messages)
     messages.append({"role": "user", "content": _content(prompt, req.images)})
     body = {"model": served, "messages": messages, "return_token_ids": True}
     _common(req, body, entry, stream=stream)
@@ -388,6 +434,34 @@ def continuation_body(
     """``/v1/completions`` over token ids: the earlier ``context`` and the new templated turn."""
     body: dict[str, Any] = {"model": entry.served, "prompt": prompt, "return_token_ids": True}
     return _common(req, body, entry, stream=stream, completions=True)
+
+
+# --------------------------------------------------------------------------- truncation
+
+
+def answer_room(max_tokens: int | None, context: int, configured: int = 0) -> int:
+    """Tokens to leave for the answer when a history is cut to fit ``context``: the setting
+    when given, else ``num_predict`` (``max_tokens``) when the request sets it, else a quarter
+    of the context, at most 1024; never more than half the context, so the history keeps at
+    least the other half."""
+    room = configured or max_tokens or min(context // 4, 1024)
+    return max(1, min(room, context // 2))
+
+
+def kept_messages(messages: Sequence[dict[str, Any]], cut: int) -> list[dict[str, Any]]:
+    """Ollama's truncation (``chatPrompt``): the messages from ``cut`` on, with every system
+    message before it kept in front."""
+    return [m for m in messages[:cut] if m.get("role") == "system"] + list(messages[cut:])
+
+
+def tokenize_body(body: Mapping[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """``/tokenize`` of a chat as vLLM will template it: same tools, same template switches."""
+    out: dict[str, Any] = {"model": body["model"], "messages": messages}
+    out["add_generation_prompt"] = True
+    for key in ("tools", "chat_template_kwargs"):
+        if key in body:
+            out[key] = body[key]
+    return out
 
 
 # --------------------------------------------------------------------------- probes
