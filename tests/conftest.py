@@ -16,6 +16,7 @@ to use servers that are already running instead (e.g. ``scripts/serve-vllm-cpu.s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -78,10 +79,22 @@ def vllm_embed_url(_vllm_launched: dict[ServerKind, VllmServer]) -> Iterator[str
 
 
 @pytest.fixture(scope="session")
-def live_adapter(vllm_url: str, vllm_reasoning_url: str, vllm_embed_url: str) -> Iterator[str]:
+def live_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The live adapter's ADAPTER_MODELS_DIR (derived models' Modelfiles)."""
+    return tmp_path_factory.mktemp("derived-models")
+
+
+@pytest.fixture(scope="session")
+def live_adapter(
+    vllm_url: str, vllm_reasoning_url: str, vllm_embed_url: str, live_models_dir: Path
+) -> Iterator[str]:
     """The adapter in front of the chat, the thinking and the embedding server (capabilities
     discovered, as in production); yields its base URL."""
     urls = f"{vllm_url},{vllm_reasoning_url},{vllm_embed_url}"
-    env = {"VLLM_URL": urls, "MODEL_ALIASES": LIVE_ALIASES}
+    env = {
+        "VLLM_URL": urls,
+        "MODEL_ALIASES": LIVE_ALIASES,
+        "ADAPTER_MODELS_DIR": str(live_models_dir),
+    }
     with running_adapter(vllm_url, env=env) as url:
         yield url
