@@ -15,15 +15,17 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from adapter.anthropic_api import anthropic_error
+from adapter import logs
 from adapter.api import anthropic, embed, manage, openai, routes
-from adapter.api.streaming import ClientDisconnected, error_response, json_response, openai_error
+from adapter.api.gate import Gate
+from adapter.api.streaming import ClientDisconnected, error_in_shape, error_response
 from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
 from adapter.cors import CORSMiddleware, OriginPolicy
 from adapter.errors import OllamaError
 from adapter.metrics import worker_exited
-from adapter.middleware import MetricsMiddleware, observe
+from adapter.middleware import MetricsMiddleware, endpoint_label, observe
+from adapter.requestctx import CURRENT
 from adapter.state import AppState
 
 log = logging.getLogger("adapter")
@@ -43,14 +45,34 @@ class AdapterApp(FastAPI):
     fast_routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]]
     #: The paths the routes serve (the ``endpoint`` label of the metrics).
     known_paths: frozenset[str]
+    #: Request ids, API keys, announced body sizes, access lines.
+    gate: Gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)  # the lifespan
+            return
+        gate = self.gate
+        info = gate.begin(scope)
+        token = CURRENT.set(info)
+        send = gate.sender(send, info)
+        try:
+            refusal = gate.refusal(scope)
+            if refusal is not None:
+                with observe(
+                    self.state.adapter.metrics, endpoint_label(info.path, self.known_paths)
+                ) as seen:
+                    seen.status = refusal.status_code
+                    await refusal(scope, receive, send)
+                return
             endpoint = self.fast_routes.get((scope["method"], scope["path"]))
             if endpoint is not None and not any(k == b"origin" for k, _ in scope["headers"]):
                 await self._fast(endpoint, scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+            else:
+                await super().__call__(scope, receive, send)
+        finally:
+            gate.finish(info)
+            CURRENT.reset(token)
 
     async def _fast(
         self,
@@ -107,6 +129,7 @@ def create_app(settings: Settings | None = None, clock: Clock = SYSTEM) -> Adapt
         if r.endpoint in FAST_ENDPOINTS
         for method in r.methods or ()
     }
+    app.gate = Gate(settings)
     app.add_middleware(MetricsMiddleware, known=app.known_paths)
     app.add_middleware(CORSMiddleware, policy=OriginPolicy.ollama(settings.cors_origins))
     for kind in (OllamaError, ClientDisconnected, RequestValidationError, StarletteHTTPException):
@@ -138,16 +161,8 @@ async def error_for(request: Request, exc: Exception) -> Response:
     )
 
 
-def error_in_shape(path: str, status: int, message: str) -> Response:
-    """An error in the shape of the API the path belongs to: Anthropic's under
-    ``/v1/messages``, OpenAI's under the rest of ``/v1``, Ollama's everywhere else."""
-    if path.startswith("/v1/messages"):
-        return json_response(anthropic_error(status, message), status)
-    if path.startswith("/v1/"):
-        return openai_error(status, message)
-    return error_response(status, message)
-
-
 def app_from_env() -> AdapterApp:
     """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
-    return create_app(Settings())
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from adapter import logs
 from adapter.config import Settings
 
 _ENV_NAMES = {
@@ -31,6 +31,16 @@ _ENV_NAMES = {
     "log_level": "ADAPTER_LOG_LEVEL",
     "workers": "ADAPTER_WORKERS",
     "answer_room": "ADAPTER_ANSWER_ROOM",
+    "max_concurrent": "ADAPTER_MAX_CONCURRENT",
+    "open_paths": "ADAPTER_OPEN_PATHS",
+    "forward_headers": "ADAPTER_FORWARD_HEADERS",
+    "log_format": "ADAPTER_LOG_FORMAT",
+    "access_log": "ADAPTER_ACCESS_LOG",
+    "log_bodies": "ADAPTER_LOG_BODIES",
+    "max_body_bytes": "ADAPTER_MAX_BODY_BYTES",
+    "max_images": "ADAPTER_MAX_IMAGES",
+    "max_messages": "ADAPTER_MAX_MESSAGES",
+    "max_queue": "ADAPTER_MAX_QUEUE",
     "models_dir": "ADAPTER_MODELS_DIR",
     "shutdown_grace": "ADAPTER_SHUTDOWN_GRACE",
     "worker_timeout": "ADAPTER_WORKER_TIMEOUT",
@@ -96,7 +106,7 @@ def export_settings(settings: Settings) -> None:
             value = ",".join(f"{k}={v}" for k, v in value.items())
         elif field == "model_capabilities":
             value = ";".join(f"{k}={','.join(v)}" for k, v in value.items())
-        elif field == "cors_origins":
+        elif field in ("cors_origins", "open_paths", "forward_headers"):
             value = ",".join(value)
         os.environ[env] = str(value)
 
@@ -108,10 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from adapter import supervisor
     from adapter.server import AdapterHttpProtocol
 
-    logging.basicConfig(
-        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
     export_settings(settings)
     own_dir = None
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -125,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        access_log=settings.log_level in ("debug", "trace"),
+        log_config=None,  # ours (adapter.logs): one format, request ids, JSON when asked
+        access_log=False,  # the adapter writes its own access line (ADAPTER_ACCESS_LOG)
         loop="auto",
         http=AdapterHttpProtocol,
         timeout_keep_alive=75,

@@ -8,6 +8,14 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
+
+
+def _names(value: Any) -> Any:
+    """A comma-separated list (an environment variable) as a tuple."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return value
 
 
 def parse_aliases(raw: str) -> dict[str, str]:
@@ -105,6 +113,51 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("models_dir", "ADAPTER_MODELS_DIR")
     )
     """A folder of Modelfiles, one per derived model (``/api/create``, ``/api/copy``)."""
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(), validation_alias=AliasChoices("api_keys", "ADAPTER_API_KEY")
+    )
+    """Keys a client must send (``Authorization: Bearer``, or ``x-api-key`` on Anthropic's
+    route), comma-separated; none: no key needed, as with Ollama."""
+    open_paths: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("/health", "/ready", "/metrics"),
+        validation_alias=AliasChoices("open_paths", "ADAPTER_OPEN_PATHS"),
+    )
+    """Paths answered without a key (``GET /`` always is)."""
+    forward_headers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("x-session-id", "x-user-id"),
+        validation_alias=AliasChoices("forward_headers", "ADAPTER_FORWARD_HEADERS"),
+    )
+    """Client headers passed to vLLM as they came (routers use them for prefix-aware routing)."""
+    log_format: LogFormat = Field(
+        "text", validation_alias=AliasChoices("log_format", "ADAPTER_LOG_FORMAT")
+    )
+    access_log: bool = Field(
+        True, validation_alias=AliasChoices("access_log", "ADAPTER_ACCESS_LOG")
+    )
+    log_bodies: bool = Field(
+        False, validation_alias=AliasChoices("log_bodies", "ADAPTER_LOG_BODIES")
+    )
+    """Debugging only: log request bodies (prompts) at debug level. Off: never."""
+    max_body_bytes: int = Field(
+        128 * 1024 * 1024,
+        ge=1024,
+        validation_alias=AliasChoices("max_body_bytes", "ADAPTER_MAX_BODY_BYTES"),
+    )
+    max_images: int = Field(
+        64, ge=0, validation_alias=AliasChoices("max_images", "ADAPTER_MAX_IMAGES")
+    )
+    max_messages: int = Field(
+        2048, ge=1, validation_alias=AliasChoices("max_messages", "ADAPTER_MAX_MESSAGES")
+    )
+    max_concurrent: int = Field(
+        512, ge=1, validation_alias=AliasChoices("max_concurrent", "ADAPTER_MAX_CONCURRENT")
+    )
+    """Requests sent to one upstream server at once, for the whole adapter (split over the
+    workers); well above vLLM's own batch, so its scheduler decides, never the adapter."""
+    max_queue: int = Field(
+        512, ge=0, validation_alias=AliasChoices("max_queue", "ADAPTER_MAX_QUEUE")
+    )
+    """Requests waiting for one of those turns; past it, Ollama's 503."""
     answer_room: int = Field(
         0, ge=0, validation_alias=AliasChoices("answer_room", "ADAPTER_ANSWER_ROOM")
     )
@@ -140,12 +193,32 @@ class Settings(BaseSettings):
             return parse_capabilities(value)
         return value
 
+    @field_validator("api_keys", "open_paths", "forward_headers", mode="before")
+    @classmethod
+    def _parse_names(cls, value: Any) -> Any:
+        return _names(value)
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _lower_headers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.lower() for v in value)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(o.strip() for o in value.split(",") if o.strip())
         return value
+
+    def per_worker(self, value: int) -> int:
+        """A limit for the whole adapter as each worker holds it (connections spread evenly
+        over the workers' sockets)."""
+        return max(1, -(-value // self.workers)) if value else 0
 
     @property
     def vllm_urls(self) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -60,6 +60,26 @@ class Metrics:
             ["backend"],
             registry=self.registry,
         )
+        self.admission_running = Gauge(
+            "ollama_adapter_admission_running",
+            "Requests holding a turn of admission control (being generated), by backend.",
+            ["backend"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.admission_queued = Gauge(
+            "ollama_adapter_admission_queued",
+            "Requests waiting for a turn, by backend.",
+            ["backend"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.admission_rejected = Counter(
+            "ollama_adapter_admission_rejected",
+            "Requests refused with 503 because every turn was taken and the queue was full.",
+            ["backend"],
+            registry=self.registry,
+        )
         self.tokens = Counter(
             "ollama_adapter_tokens",
             "Tokens reported by the upstream usage, by backend and kind (prompt, completion).",
@@ -71,6 +91,17 @@ class Metrics:
             "Clients that went away before their answer was complete (upstream cancelled).",
             registry=self.registry,
         )
+
+    def admission(self, backend: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+        """The callbacks an ``Admission`` reports to: turns taken and waiting, refusals."""
+        running = self.admission_running.labels(backend)
+        queued = self.admission_queued.labels(backend)
+
+        def changed(taken: int, waiting: int) -> None:
+            running.set(taken)
+            queued.set(waiting)
+
+        return changed, self.admission_rejected.labels(backend).inc
 
     def exposition(self) -> bytes:
         """The text ``/metrics`` answers: this process's registry, or, with several workers

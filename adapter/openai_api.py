@@ -42,6 +42,16 @@ def error_message(body: bytes) -> str:
     return error_message_of(data)
 
 
+def is_openai_error(body: bytes) -> bool:
+    """Whether an error body is already OpenAI's ``{"error": {"message": ...}}``."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    err = data.get("error") if isinstance(data, dict) else None
+    return isinstance(err, dict) and isinstance(err.get("message"), str)
+
+
 def error_message_of(data: Any) -> str:
     """The message of a decoded error object."""
     if isinstance(data, dict):

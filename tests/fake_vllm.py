@@ -108,6 +108,15 @@ def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def unreadable(exc: Exception) -> httpx.Response:
+    """vLLM's answer to a body it cannot read. vLLM validates every body with pydantic and
+    answers 400 in this shape (recorded: ``err_bad_json.json``, ``messages_err_no_max_tokens``);
+    the fake does not validate, so a body its handlers trip on is answered the same way."""
+    message = f"1 validation error:\n  {{'type': 'value_error', 'msg': {str(exc)!r}}}"
+    error = {"message": message, "type": "Bad Request", "param": "body", "code": 400}
+    return httpx.Response(400, content=orjson.dumps({"error": error}))
+
+
 @dataclass
 class FakeVLLM:
     """Serves ``/v1/models``, chat and completions from the fixtures; records requests."""
@@ -115,6 +124,8 @@ class FakeVLLM:
     served: list[str] = field(default_factory=lambda: ["tiny-llm"])
     max_model_len: int = 512
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    """The headers of each request, in the order of ``requests`` (names lower-cased)."""
     handler: Handler | None = None
     chunk_size: int = 64
     """SSE bytes per transport read, to exercise line reassembly."""
@@ -201,7 +212,10 @@ class FakeVLLM:
             headers=list(request.headers.items()),
             content=content,
         )
-        answer = await self._handle(req)
+        try:
+            answer = await self._handle(req)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            answer = unreadable(exc)
         body_stream = answer.extensions.get("fake_stream")
         if body_stream is None:
             return web.Response(
@@ -232,6 +246,7 @@ class FakeVLLM:
     async def _handle(self, request: httpx.Request) -> httpx.Response:
         body: dict[str, Any] = orjson.loads(request.content) if request.content else {}
         self.requests.append((request.url.path, body))
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         if request.url.host == "vision":
             return self._ollama(request.url.path, body)
         if self.handler is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -19,10 +20,12 @@ from adapter.api.streaming import (
 from adapter.backends.base import Framing, Relayed, Reply, Target
 from adapter.errors import OllamaError
 from adapter.ollama_api.models import ModelEntry
-from adapter.openai_api import error_message
+from adapter.openai_api import error_message, is_openai_error
+from adapter.requestctx import current
 from adapter.state import AppState
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("adapter.requests")
 
 
 def state_of(request: Request) -> AppState:
@@ -33,19 +36,32 @@ def state_of(request: Request) -> AppState:
 
 async def read_body(request: Request) -> tuple[bytes, dict[str, Any]]:
     """The body bytes and their JSON object, whatever the Content-Type (``curl -d`` sends a
-    form type). Read straight from ``receive``: nothing else reads the body."""
+    form type). Read straight from ``receive``: nothing else reads the body, and nothing is
+    read past ``ADAPTER_MAX_BODY_BYTES`` (413) nor decoded past the image and message limits
+    (400 naming the limit)."""
+    settings = state_of(request).settings
+    limit = settings.max_body_bytes
     message = await request.receive()
     if message["type"] != "http.request":
         raise ClientDisconnected
     body: bytes = message.get("body", b"")
     if message.get("more_body", False):
         parts = [body]  # large bodies (images) come in pieces: join once
+        size = len(body)
         while message.get("more_body", False):
             message = await request.receive()
             if message["type"] != "http.request":
                 raise ClientDisconnected
-            parts.append(message.get("body", b""))
+            piece: bytes = message.get("body", b"")
+            size += len(piece)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            parts.append(piece)
         body = b"".join(parts)
+    if len(body) > limit:
+        raise BodyTooLarge(limit)
+    if settings.log_bodies:  # debugging only: bodies carry prompts, client data
+        log.debug("request body (%d bytes): %r", len(body), body[:4096])
     if not body.strip():
         raise OllamaError(400, "missing request body")
     try:
@@ -54,7 +70,51 @@ async def read_body(request: Request) -> tuple[bytes, dict[str, Any]]:
         raise OllamaError(400, f"invalid JSON in request body: {exc}") from None
     if not isinstance(data, dict):
         raise OllamaError(400, "request body must be a JSON object")
+    check_counts(data, settings.max_messages, settings.max_images)
     return body, data
+
+
+class BodyTooLarge(OllamaError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"request body too large: more than {limit} bytes (ADAPTER_MAX_BODY_BYTES)"
+        )
+
+
+def check_counts(data: dict[str, Any], max_messages: int, max_images: int) -> None:
+    """The message and image limits, on the decoded body before anything is built from it:
+    Ollama's ``images`` (a request's and each message's) and OpenAI's and Anthropic's image
+    parts in message contents."""
+    messages = data.get("messages")
+    if isinstance(messages, list) and len(messages) > max_messages:
+        raise OllamaError(
+            400,
+            f"too many messages: {len(messages)} (the limit is {max_messages}, "
+            "ADAPTER_MAX_MESSAGES)",
+        )
+    images = _image_count(data.get("images"))
+    for message in messages if isinstance(messages, list) else ():
+        if isinstance(message, dict):
+            images += _image_count(message.get("images"))
+            content = message.get("content")
+            if isinstance(content, list):
+                images += sum(
+                    1
+                    for part in content
+                    if isinstance(part, dict) and part.get("type") in IMAGE_PARTS
+                )
+    if images > max_images:
+        raise OllamaError(
+            400, f"too many images: {images} (the limit is {max_images}, ADAPTER_MAX_IMAGES)"
+        )
+
+
+#: Content parts that carry an image (OpenAI's, the Responses API's, Anthropic's).
+IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
+
+
+def _image_count(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:
@@ -72,6 +132,9 @@ async def target(request: Request, name: str, *, missing: str | None = None) -> 
     found = await state_of(request).router.find(name)
     if found is None:
         raise OllamaError(404, missing or f"model '{name}' not found")
+    info = current()
+    if info is not None:
+        info.model, info.backend = name, found.backend.name
     return found
 
 
@@ -102,7 +165,8 @@ async def forward_foreign(
     """Another API's request (OpenAI's, Anthropic's) to the backend serving its model: the
     model name resolved as everywhere (aliases, ``:latest``, case), the body and the answer
     otherwise passed on as they are, streams included. ``own_errors``: an upstream error is
-    answered in the route's own shape (its message kept) instead of as it came."""
+    answered in the route's own shape (its message kept) instead of as it came; without it,
+    only an error not in OpenAI's shape is."""
     _, data = await read_body(request)
     name = data.get("model")
     if not isinstance(name, str) or not name:
@@ -116,6 +180,13 @@ async def forward_foreign(
         request,
         found.backend.passthrough(path, data, stream=stream, framing=framing),
     )
-    if own_errors and reply.status >= 400 and isinstance(reply.body, bytes):
+    # vLLM's own errors are OpenAI's shape already; the rest (FastAPI's ``{"detail": ...}``
+    # of a route the model does not serve, a proxy's page) are answered in the route's shape,
+    # their message kept.
+    if (
+        reply.status >= 400
+        and isinstance(reply.body, bytes)
+        and (own_errors or not is_openai_error(reply.body))
+    ):
         raise OllamaError(reply.status, error_message(reply.body))
     return answer(reply, request)

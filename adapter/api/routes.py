@@ -64,6 +64,17 @@ async def health(request: Request) -> Response:
     return json_response(body, 200 if ok else 503)
 
 
+@router.api_route("/ready", methods=["GET", "HEAD"])
+async def ready(request: Request) -> Response:
+    """Readiness (Kubernetes, compose): 200 once some vLLM answers and serves a model, 503
+    while none can. ``GET /`` is liveness; ``/health`` is the full picture for people."""
+    state = state_of(request)
+    checks = [await b.health() for b in state.backends if b.kind == "vllm"]
+    serving = [h for h in checks if h.get("reachable") and h.get("models")]
+    body = {"status": "ready" if serving else "not ready", "vllm": checks}
+    return json_response(body, 200 if serving else 503)
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     return Response(state_of(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

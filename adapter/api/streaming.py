@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -10,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from adapter.anthropic_api import anthropic_error
 from adapter.backends.base import ByteStream
 from adapter.jsonutil import dumps
 from adapter.ollama_api.responses import error_body
@@ -18,6 +20,8 @@ from adapter.openai_api import openai_error as openai_body
 T = TypeVar("T")
 
 JSON_TYPE = "application/json; charset=utf-8"
+#: The last line of a stream the server ends at shutdown, once its grace period is over.
+SHUTTING_DOWN = "the adapter is shutting down (ADAPTER_SHUTDOWN_GRACE is over); please retry"
 NDJSON_TYPE = "application/x-ndjson"
 
 
@@ -34,6 +38,16 @@ def error_response(status: int, message: str) -> Response:
 def openai_error(status: int, message: str) -> Response:
     """OpenAI's error body, for the ``/v1`` endpoints."""
     return json_response(openai_body(status, message), status)
+
+
+def error_in_shape(path: str, status: int, message: str) -> Response:
+    """An error in the shape of the API the path belongs to: Anthropic's under
+    ``/v1/messages``, OpenAI's under the rest of ``/v1``, Ollama's everywhere else."""
+    if path.startswith("/v1/messages"):
+        return json_response(anthropic_error(status, message), status)
+    if path.startswith("/v1/"):
+        return openai_error(status, message)
+    return error_response(status, message)
 
 
 class NDJSONStream(Response):
@@ -89,6 +103,10 @@ class NDJSONStream(Response):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not watch.fired:
+                # Not the client: the server ends the stream (its shutdown grace is over).
+                # The client gets the stream's own last word instead of a cut-off body.
+                if not start and not ended:
+                    await self._last_word(send, SHUTTING_DOWN)
                 raise
             watch.absorb()
             if self.on_disconnect is not None:
@@ -96,6 +114,13 @@ class NDJSONStream(Response):
         finally:
             watch.stop()
             await self.stream.aclose()
+
+    async def _last_word(self, send: Send, message: str) -> None:
+        event = getattr(self.stream, "error_event", None)
+        if event is None:
+            return
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": event(message), "more_body": False})
 
 
 class DisconnectWatch:

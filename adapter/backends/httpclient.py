@@ -113,6 +113,7 @@ class Response:
         "_released",
         "_waiter",
         "headers",
+        "on_done",
         "status",
         "trailers",
     )
@@ -130,6 +131,8 @@ class Response:
         self._released = False
         self._error: HTTPError | None = None
         self._waiter: asyncio.Future[None] | None = None
+        #: Called once when the caller lets go of the answer (released or closed).
+        self.on_done: Callable[[], None] | None = None
 
     # -- fed by the connection
 
@@ -211,6 +214,9 @@ class Response:
         conn, self._conn = self._conn, None
         self._released = True
         self._chunks = []  # never the connection's list again
+        done, self.on_done = self.on_done, None
+        if done is not None:
+            done()
         return conn
 
     def release(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
+from adapter.admission import admission_for
 from adapter.backends.base import Framing, Relayed
 from adapter.backends.httpclient import public_url
 from adapter.backends.upstream import Upstream, forward
@@ -52,6 +53,7 @@ class OllamaBackend:
             max_connections=settings.max_connections,
             on_error=lambda kind: metrics.upstream_errors.labels("ollama", kind).inc(),
             on_resend=metrics.upstream_resends.labels("ollama").inc,
+            admission=admission_for("ollama", settings, metrics),
         )
 
     async def aclose(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
+from adapter.admission import Admission
 from adapter.backends.base import Framing, Relayed
 from adapter.backends.httpclient import (
     ConnectError,
@@ -20,6 +21,7 @@ from adapter.backends.httpclient import (
     request,
 )
 from adapter.errors import OllamaError, UpstreamUnavailable
+from adapter.requestctx import current
 
 log = logging.getLogger("adapter.upstream")
 
@@ -46,8 +48,10 @@ class Upstream:
         headers: Mapping[str, str] | None = None,
         on_error: Callable[[str], None] | None = None,
         on_resend: Callable[[], None] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.kind = kind
+        self.admission = admission
         self.url = public_url(url)  # the URL shown in errors; credentials stay in the pool
         self.read_timeout = read_timeout
         self._on_error = on_error
@@ -79,19 +83,40 @@ class Upstream:
             502, f"connection to {self.kind} at {self.url} failed: {type(exc).__name__}: {exc}"
         )
 
-    async def send(self, method: str, path: str, content: bytes | None = None) -> Response:
+    async def send(
+        self, method: str, path: str, content: bytes | None = None, *, admit: bool = False
+    ) -> Response:
         """Send a request; the answer's body is still to be read (or streamed) by the caller,
-        who must ``release()`` it, or ``close()`` it to abandon the request upstream."""
+        who must ``release()`` it, or ``close()`` it to abandon the request upstream.
+
+        ``admit``: the request is a generation (or an embedding) and needs a turn of the
+        server's admission control, given back when the caller lets go of the answer. Every
+        request carries the headers of the client request it serves (its id, session headers).
+        """
+        info = current()
+        headers = info.upstream_headers if info is not None else None
+        admission = self.admission if admit else None
+        if admission is not None:
+            await admission.enter()
         try:
-            return await request(self.pool, method, path, content)
+            resp = await request(self.pool, method, path, content, headers=headers)
         except TRANSPORT_ERRORS as exc:
+            if admission is not None:
+                admission.leave()
             raise self.error(exc) from None
+        except BaseException:
+            if admission is not None:
+                admission.leave()
+            raise
+        if admission is not None:
+            resp.on_done = admission.leave
+        return resp
 
     async def fetch(
-        self, method: str, path: str, content: bytes | None = None
+        self, method: str, path: str, content: bytes | None = None, *, admit: bool = False
     ) -> tuple[int, bytes]:
         """Send a request and read its whole answer."""
-        resp = await self.send(method, path, content)
+        resp = await self.send(method, path, content, admit=admit)
         try:
             return resp.status, await resp.read()
         except TRANSPORT_ERRORS as exc:
@@ -136,6 +161,10 @@ class RawRelay:
         finally:
             self.resp.release()
 
+    def error_event(self, message: str) -> bytes:
+        """The framing's last message saying ``message`` (a stream the server ends)."""
+        return self._framing.error(message)
+
     async def aclose(self) -> None:
         self.resp.close()
 
@@ -154,7 +183,7 @@ async def forward(
     Only a 200 answer is relayed as a stream; any other is read whole, so its status and body
     reach the client as the upstream gave them.
     """
-    resp = await upstream.send(method, path, content)
+    resp = await upstream.send(method, path, content, admit=True)
     content_type = resp.headers.get("content-type", "application/json")
     if stream and resp.status == 200:
         return Relayed(resp.status, content_type, RawRelay(upstream, resp, framing))

@@ -14,6 +14,7 @@ import uvicorn
 from adapter.app import create_app
 from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
+from adapter.server import AdapterHttpProtocol
 from tests.fake_vllm import FakeVLLM
 from tests.support.clock import Ticks, hand_clock
 
@@ -42,18 +43,27 @@ async def serve(settings: Settings, clock: Clock = SYSTEM) -> AsyncIterator[http
 
 
 @contextlib.asynccontextmanager
-async def listening(settings: Settings) -> AsyncIterator[str]:
+async def listening(settings: Settings) -> AsyncIterator[Listening]:
     """The app served by a real uvicorn on a free port of 127.0.0.1, in this event loop (for
-    what httpx's in-process transport cannot show: streams as they come); its base URL."""
+    what httpx's in-process transport cannot show: streams as they come, a shutdown), with
+    the adapter's protocol and its shutdown grace, as ``python -m adapter`` serves it."""
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", loop="asyncio"
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        log_level="warning",
+        loop="asyncio",
+        http=AdapterHttpProtocol,
+        # uvicorn's hint says int; it waits any number of seconds (asyncio.wait_for).
+        timeout_graceful_shutdown=settings.shutdown_grace,  # type: ignore[arg-type]
     )
     server = Listening(config)
     serving = asyncio.create_task(server.serve())
     try:
         await asyncio.wait_for(server.listening.wait(), 10)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        yield server
     finally:
         server.should_exit = True
         await serving
@@ -69,6 +79,10 @@ class Listening(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         self.listening.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.servers[0].sockets[0].getsockname()[1]}"
 
 
 @pytest.fixture

@@ -72,8 +72,8 @@ async def test_a_messages_stream_is_relayed_as_it_comes(settings: Settings, fake
 
     fake.handler = handler
     async with (
-        listening(settings) as url,
-        httpx.AsyncClient(base_url=url) as client,
+        listening(settings) as server,
+        httpx.AsyncClient(base_url=server.url) as client,
         client.stream("POST", "/v1/messages", json={**MESSAGE, "stream": True}) as resp,
     ):
         assert resp.headers["content-type"].startswith("text/event-stream")

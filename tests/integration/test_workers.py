@@ -9,6 +9,8 @@ one while serving; SIGTERM stops them all.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -24,29 +26,22 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapter.api.streaming import SHUTTING_DOWN
 from tests.support import procfs
 from tests.support.adapter_proc import REPO_ROOT, adapter_process, free_port, running_adapter
 
 CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 
 
-@pytest.fixture(scope="module")
-def fake_upstream() -> Iterator[str]:
-    """The benchmark's fake vLLM (raw asyncio) as a process."""
+@contextlib.contextmanager
+def upstream_process(*args: str) -> Iterator[str]:
+    """The benchmark's fake vLLM (raw asyncio) as a process, with these options."""
     port = free_port()
     log = REPO_ROOT / ".cache" / "logs" / f"fake-upstream-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.fake_upstream",
-                "--port",
-                str(port),
-                "--chunks",
-                "5",
-            ],
+            [sys.executable, "-m", "benchmarks.fake_upstream", "--port", str(port), *args],
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -66,6 +61,19 @@ def fake_upstream() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def fake_upstream() -> Iterator[str]:
+    with upstream_process("--chunks", "5") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def slow_upstream() -> Iterator[str]:
+    """A fake vLLM whose streams send a token every 50 ms."""
+    with upstream_process("--delay", "0.05") as url:
+        yield url
 
 
 def test_two_workers_answer_and_report_metrics_together(fake_upstream: str) -> None:
@@ -258,3 +266,41 @@ def _is_zombie(pid: int) -> bool:
     except OSError:
         return True
     return stat[stat.rindex(")") + 2] == "Z"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_gives_open_streams_their_grace_then_a_last_line(
+    slow_upstream: str, workers: str
+) -> None:
+    """One worker (uvicorn alone) or several (the supervisor): a stream that outlasts
+    ``ADAPTER_SHUTDOWN_GRACE`` gets Ollama-shaped last line, and the server exits cleanly."""
+    env = {"ADAPTER_SHUTDOWN_GRACE": "1"}
+    body = {**CHAT, "stream": True, "options": {"num_predict": 2000}}  # 100 s of tokens
+    with (
+        adapter_process(slow_upstream, env=env, args=["--workers", workers]) as (url, proc),
+        httpx.stream("POST", f"{url}/api/chat", json=body, timeout=30) as resp,
+    ):
+        lines = resp.iter_lines()
+        assert json.loads(next(lines))["done"] is False
+        proc.send_signal(signal.SIGTERM)
+        rest = [json.loads(line) for line in lines if line]
+        # uvicorn alone re-raises the signal once shut down (exit by SIGTERM, as asked); the
+        # supervisor exits 0. Neither is killed.
+        assert proc.wait(20) in (0, -signal.SIGTERM)
+    assert rest[-1] == {"error": SHUTTING_DOWN}
+    assert all(line["done"] is False for line in rest[:-1])
+
+
+def test_sigterm_lets_a_stream_end_within_its_grace(slow_upstream: str) -> None:
+    env = {"ADAPTER_SHUTDOWN_GRACE": "30"}
+    body = {**CHAT, "stream": True, "options": {"num_predict": 20}}  # 1 s of tokens
+    with (
+        adapter_process(slow_upstream, env=env, args=["--workers", "2"]) as (url, proc),
+        httpx.stream("POST", f"{url}/api/chat", json=body, timeout=30) as resp,
+    ):
+        lines = resp.iter_lines()
+        assert json.loads(next(lines))["done"] is False
+        proc.send_signal(signal.SIGTERM)
+        rest = [json.loads(line) for line in lines if line]
+        assert proc.wait(20) == 0
+    assert rest[-1]["done"] is True and rest[-1]["eval_count"] == 20

@@ -18,6 +18,9 @@ LAYERS: dict[str, float] = {
     "adapter.jsonutil": 0,
     "adapter.clock": 0,
     "adapter.metrics": 0,
+    "adapter.requestctx": 0,
+    "adapter.logs": 0.5,
+    "adapter.admission": 0.5,
     "adapter.server": 0,
     "adapter.backends.httpclient": 0,
     # Wire formats, bookkeeping.

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import orjson
 
+from adapter.admission import admission_for
 from adapter.backends.base import Framing, Relayed, Reply
 from adapter.backends.httpclient import Response, public_url
 from adapter.backends.upstream import TRANSPORT_ERRORS, Upstream, forward
@@ -31,6 +32,7 @@ from adapter.ollama_api.requests import (
     GenerateRequest,
 )
 from adapter.ollama_api.responses import EmbedResponse, load_response
+from adapter.requestctx import current
 
 log = logging.getLogger("adapter.vllm")
 
@@ -73,6 +75,7 @@ class VLLMBackend:
             headers=headers,
             on_error=lambda kind: metrics.upstream_errors.labels(name, kind).inc(),
             on_resend=metrics.upstream_resends.labels(name).inc,
+            admission=admission_for(name, settings, metrics),
         )
         self._cache_ttl = settings.models_cache_ttl
         self._entries: list[ModelEntry] | None = None
@@ -84,9 +87,11 @@ class VLLMBackend:
 
     # ------------------------------------------------------------------ transport
 
-    async def post(self, path: str, body: dict[str, Any], *, model: str | None) -> dict[str, Any]:
+    async def post(
+        self, path: str, body: dict[str, Any], *, model: str | None, admit: bool = False
+    ) -> dict[str, Any]:
         """POST a JSON body and return the decoded answer, or raise Ollama's error."""
-        status, content = await self.upstream.fetch("POST", path, orjson.dumps(body))
+        status, content = await self.upstream.fetch("POST", path, orjson.dumps(body), admit=admit)
         if status != 200:
             raise self._status_error(status, content, model)
         result: dict[str, Any] = orjson.loads(content)
@@ -100,7 +105,7 @@ class VLLMBackend:
 
     async def open_stream(self, path: str, body: dict[str, Any], *, model: str | None) -> Response:
         """Start a streaming request; errors before the first byte are raised as Ollama's."""
-        resp = await self.upstream.send("POST", path, orjson.dumps(body))
+        resp = await self.upstream.send("POST", path, orjson.dumps(body), admit=True)
         if resp.status != 200:
             try:
                 content = await resp.read()
@@ -245,6 +250,10 @@ class VLLMBackend:
 
     def _count_usage(self, usage: Mapping[str, Any] | None) -> None:
         self._metrics.count_usage(self.name, usage)
+        info = current()
+        if info is not None and usage:
+            info.prompt_tokens = usage.get("prompt_tokens")
+            info.completion_tokens = usage.get("completion_tokens")
 
     async def chat(self, req: ChatRequest, entry: ModelEntry, raw: bytes) -> Reply:
         """An Ollama chat answer: a relay of NDJSON lines, or one object for ``stream: false``
@@ -372,7 +381,7 @@ class VLLMBackend:
         self, entry: ModelEntry, model: str, inputs: list[str], truncate: bool
     ) -> tuple[list[list[float]], int]:
         body = rq.embed_body(entry.served, inputs, truncate=truncate)
-        resp = await self.post("/v1/embeddings", body, model=model)
+        resp = await self.post("/v1/embeddings", body, model=model, admit=True)
         usage = resp.get("usage") or {}
         return rs.embeddings_out(resp), int(usage.get("prompt_tokens") or 0)
 

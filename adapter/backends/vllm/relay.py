@@ -125,6 +125,10 @@ class NDJSONRelay:
         self._on_usage(translator.usage)
         return translator.final()
 
+    def error_event(self, message: str) -> bytes:
+        """The last line of a stream that ends with ``message``."""
+        return error_line(message)
+
     async def aclose(self) -> None:
         self._resp.close()
 

@@ -1,0 +1,135 @@
+"""What every request passes first, on the fast lane and the full path alike: its id, the API
+key, the body size it announces, the ``X-Request-ID`` of its answer, and its access line."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from starlette.responses import Response
+from starlette.types import Message, Scope, Send
+
+from adapter.api.streaming import error_in_shape
+from adapter.config import Settings
+from adapter.requestctx import RequestInfo, request_id
+
+access = logging.getLogger("adapter.access")
+
+UNAUTHORIZED = "unauthorized: this server needs an API key (Authorization: Bearer <key>)"
+
+
+class Gate:
+    """Built once per app from the settings; ``begin`` / ``refusal`` / ``finish`` per request."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
+        self._open = frozenset(settings.open_paths)
+        self._forward = frozenset(h.encode() for h in settings.forward_headers)
+        self._max_body = settings.max_body_bytes
+        self._log = settings.access_log
+
+    def begin(self, scope: Scope) -> RequestInfo:
+        given = None
+        forwarded: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                given = value
+            elif key in self._forward:
+                forwarded[key.decode("latin-1")] = value.decode("latin-1")
+        rid = request_id(given)
+        return RequestInfo(
+            rid,
+            scope["method"],
+            scope["path"],
+            time.perf_counter(),
+            upstream_headers={"X-Request-ID": rid, **forwarded},
+        )
+
+    def refusal(self, scope: Scope) -> Response | None:
+        """The answer that ends the request before any route sees it (no key, a body over
+        the limit), or None."""
+        path = scope["path"]
+        if self._keys and not self._is_open(scope, path) and not self._has_key(scope, path):
+            response = error_in_shape(path, 401, UNAUTHORIZED)
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                if value.isdigit() and int(value) > self._max_body:
+                    return too_large(path, self._max_body)
+                break
+        return None
+
+    def _is_open(self, scope: Scope, path: str) -> bool:
+        if path in self._open or (path == "/" and scope["method"] in ("GET", "HEAD")):
+            return True
+        if scope["method"] == "OPTIONS":  # a CORS preflight carries no credentials
+            names = {k for k, _ in scope["headers"]}
+            return b"origin" in names and b"access-control-request-method" in names
+        return False
+
+    def _has_key(self, scope: Scope, path: str) -> bool:
+        offered: list[bytes] = []
+        for key, value in scope["headers"]:
+            if key == b"authorization" and value[:7].lower() == b"bearer ":
+                offered.append(value[7:].strip())
+            elif key == b"x-api-key" and path.startswith("/v1/messages"):
+                offered.append(value.strip())
+        found = False
+        for token in offered:
+            for known in self._keys:  # every key compared, in constant time each
+                found |= hmac.compare_digest(token, known)
+        return found
+
+    def sender(self, send: Send, info: RequestInfo) -> Send:
+        """``send`` with the request's id on its answer; notes the status and first byte."""
+        header = (b"x-request-id", info.id.encode())
+
+        async def with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+                info.status = message["status"]
+                info.first_byte = time.perf_counter()
+            await send(message)
+
+        return with_id
+
+    def finish(self, info: RequestInfo) -> None:
+        """The access line: who, what, how it ended, how long (never a body)."""
+        if not self._log:
+            return
+        now = time.perf_counter()
+        fields = {
+            "method": info.method,
+            "path": info.path,
+            "status": info.status,
+            "model": info.model,
+            "backend": info.backend,
+            "prompt_tokens": info.prompt_tokens,
+            "completion_tokens": info.completion_tokens,
+            "duration_ms": round((now - info.start) * 1000, 3),
+            "first_byte_ms": round((info.first_byte - info.start) * 1000, 3)
+            if info.first_byte
+            else None,
+        }
+        access.info(
+            "%s %s %s model=%s backend=%s tokens=%s/%s %.1fms",
+            info.method,
+            info.path,
+            info.status,
+            info.model or "-",
+            info.backend or "-",
+            info.prompt_tokens if info.prompt_tokens is not None else "-",
+            info.completion_tokens if info.completion_tokens is not None else "-",
+            fields["duration_ms"],
+            extra={"access": fields},
+        )
+
+
+def too_large(path: str, limit: int) -> Response:
+    response = error_in_shape(
+        path, 413, f"request body too large: more than {limit} bytes (ADAPTER_MAX_BODY_BYTES)"
+    )
+    response.headers["Connection"] = "close"  # the rest of the body is not read
+    return response

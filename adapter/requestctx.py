@@ -1,0 +1,62 @@
+"""What the adapter knows of the request it is answering, for logs and for the upstream call.
+
+One ``RequestInfo`` per request, set by the app when the request arrives (``CURRENT``) and
+filled in on the way (the model and backend when the route resolves the name, the token
+counts when vLLM reports them); the upstream call reads the headers to send from it, every
+log line its id, and the access line the rest. A context variable carries it, so nothing has
+to pass it along.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+#: An id a client may choose: short, and nothing a log or a header could be confused by.
+_VALID_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """One request as the logs see it (never its body)."""
+
+    id: str
+    method: str
+    path: str
+    start: float
+    model: str | None = None
+    backend: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    status: int = 0
+    first_byte: float = 0.0
+    #: Headers every upstream call of this request carries: its id and the session headers
+    #: vLLM routers use for prefix-aware routing, as the client sent them.
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+
+
+CURRENT: ContextVar[RequestInfo | None] = ContextVar("adapter_request", default=None)
+
+
+def current() -> RequestInfo | None:
+    return CURRENT.get()
+
+
+def request_id(given: bytes | None) -> str:
+    """The client's ``X-Request-ID`` when it is sane (1-128 of ``A-Za-z0-9._:-``), else a new
+    one."""
+    if given is not None and _VALID_ID.fullmatch(given):
+        return given.decode("ascii")
+    return uuid.uuid4().hex
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request's id on every log record (``-`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = CURRENT.get()
+        record.request_id = info.id if info is not None else "-"
+        return True

@@ -1,0 +1,383 @@
+"""Production hardening: admission control, inbound API keys, request ids, access logs, limits,
+readiness and shutdown (the app against the recorded-faithful fake)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from adapter.admission import BUSY, Admission
+from adapter.api.gate import UNAUTHORIZED
+from adapter.api.streaming import SHUTTING_DOWN
+from adapter.config import Settings
+from adapter.logs import JsonFormatter
+from adapter.requestctx import RequestIdFilter
+from tests import fixtures
+from tests.api.conftest import listening, serve
+from tests.fake_vllm import FakeVLLM
+
+HI = [{"role": "user", "content": "Hello"}]
+CHAT = {"model": "tiny-llm", "messages": HI}
+
+
+def held_streams(fake: FakeVLLM) -> asyncio.Event:
+    """Chat streams that send their first two events (a role, then a token: the first line
+    a client sees), then wait until the event is set."""
+    go = asyncio.Event()
+    role, token, rest = fixtures.raw("chat_stream.sse").split(b"\n\n", 2)
+    first = role + b"\n\n" + token
+
+    def handler(req: httpx.Request, body: dict[str, Any]) -> httpx.Response | None:
+        if req.url.path not in ("/v1/chat/completions", "/v1/messages") or not body.get("stream"):
+            return None
+
+        async def events() -> AsyncIterator[bytes]:
+            yield first + b"\n\n"
+            await go.wait()
+            yield rest
+
+        ctype = {"content-type": "text/event-stream"}
+        return httpx.Response(200, headers=ctype, extensions={"fake_stream": events()})
+
+    fake.handler = handler
+    return go
+
+
+async def until(condition: Any, seconds: float = 5) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - state of another task, no event for it
+            await asyncio.sleep(0.005)
+
+
+async def settles(admission: Admission, *, running: int | None = None, waiting: int = 0) -> None:
+    """Wait until the admission counts are these (``running`` unchecked when None)."""
+    await until(lambda: admission.waiting == waiting and running in (None, admission.running))
+
+
+def gauge(text: str, name: str) -> float:
+    match = re.search(rf'^{name}{{backend="vllm"}} (\S+)$', text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+# --------------------------------------------------------------------------- admission
+
+
+async def test_past_the_turns_and_the_queue_ollamas_busy_answer(fake: FakeVLLM) -> None:
+    go = held_streams(fake)
+    settings = Settings(vllm_url=await fake.url(), max_concurrent=2, max_queue=1)
+    async for client in serve(settings):
+        running = [
+            asyncio.create_task(client.post("/api/chat", json={**CHAT, "stream": True}))
+            for _ in range(3)
+        ]
+        adapter = client._transport.app.state.adapter  # type: ignore[attr-defined]
+        admission = adapter.backends[0].upstream.admission
+        await settles(admission, running=2, waiting=1)
+        busy = await client.post("/api/chat", json={**CHAT, "stream": True})
+        assert (busy.status_code, busy.json()) == (503, {"error": BUSY})
+        openai = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        assert openai.status_code == 503 and openai.json()["error"]["message"] == BUSY
+        claude = await client.post("/v1/messages", json={**CHAT, "max_tokens": 8})
+        assert claude.status_code == 503
+        assert claude.json()["error"] == {"type": "overloaded_error", "message": BUSY}
+        text = (await client.get("/metrics")).text
+        assert gauge(text, "ollama_adapter_admission_running") == 2
+        assert gauge(text, "ollama_adapter_admission_queued") == 1
+        assert gauge(text, "ollama_adapter_admission_rejected_total") == 3
+        go.set()  # the held streams end; the queued one gets its turn and ends too
+        done = await asyncio.gather(*running)
+        assert all(r.status_code == 200 and b'"done":true' in r.content for r in done)
+        assert admission.running == 0 and admission.waiting == 0
+
+
+async def test_a_queued_request_whose_client_leaves_leaves_the_queue(fake: FakeVLLM) -> None:
+    go = held_streams(fake)
+    settings = Settings(vllm_url=await fake.url(), max_concurrent=1, max_queue=4)
+    async for client in serve(settings):
+        held = asyncio.create_task(client.post("/api/chat", json={**CHAT, "stream": True}))
+        adapter = client._transport.app.state.adapter  # type: ignore[attr-defined]
+        admission = adapter.backends[0].upstream.admission
+        await settles(admission, running=1)
+        queued = asyncio.create_task(client.post("/api/chat", json={**CHAT, "stream": True}))
+        await settles(admission, waiting=1)
+        queued.cancel()  # the client goes away while it waits
+        await settles(admission)
+        go.set()
+        assert (await held).status_code == 200
+        assert admission.running == 0
+        asked = [b for p, b in fake.requests if p == "/v1/chat/completions" and b.get("stream")]
+        assert len(asked) == 1  # the one that left never reached vLLM
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+@pytest.fixture
+async def locked(fake: FakeVLLM) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(vllm_url=await fake.url(), api_keys="first-key, second-key")
+    async for client in serve(settings):
+        yield client
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "first-key"},
+        {"x-api-key": "first-key"},
+    ],
+)
+async def test_without_a_key_every_route_is_401(
+    locked: httpx.AsyncClient, fake: FakeVLLM, headers: dict[str, str]
+) -> None:
+    for method, path in (
+        ("POST", "/api/chat"),
+        ("GET", "/api/tags"),
+        ("POST", "/v1/chat/completions"),
+    ):
+        resp = await locked.request(method, path, json={**CHAT, "stream": False}, headers=headers)
+        assert resp.status_code == 401
+        assert resp.headers["www-authenticate"] == "Bearer"
+        body = resp.json()
+        message = body["error"] if isinstance(body["error"], str) else body["error"]["message"]
+        assert message == UNAUTHORIZED
+    assert fake.generations() == []
+
+
+async def test_a_key_opens_every_route_and_never_goes_upstream(
+    locked: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    auth = {"Authorization": "Bearer second-key"}
+    assert (
+        await locked.post("/api/chat", json={**CHAT, "stream": False}, headers=auth)
+    ).status_code == 200
+    anthropic = await locked.post(
+        "/v1/messages", json={**CHAT, "max_tokens": 8}, headers={"x-api-key": "first-key"}
+    )
+    assert anthropic.status_code == 200
+    assert all(
+        "second-key" not in v and "first-key" not in v for h in fake.headers for v in h.values()
+    )
+    assert (await locked.get("/")).status_code == 200  # liveness needs no key
+    for path in ("/health", "/ready", "/metrics"):  # nor, by default, these
+        assert (await locked.get(path)).status_code == 200
+    preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"}
+    assert (await locked.options("/api/chat", headers=preflight)).status_code == 204
+
+
+async def test_the_open_paths_are_a_setting(fake: FakeVLLM) -> None:
+    settings = Settings(vllm_url=await fake.url(), api_keys="k", open_paths="")
+    async for client in serve(settings):
+        assert (await client.get("/health")).status_code == 401
+        assert (await client.get("/metrics")).status_code == 401
+        assert (await client.get("/")).status_code == 200
+
+
+# --------------------------------------------------------------------------- request ids
+
+
+async def test_request_ids_are_kept_or_made_and_go_everywhere(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    given = {"X-Request-ID": "notes-7f3a:1", "x-session-id": "conversation-9", "x-user-id": "u1"}
+    resp = await client.post("/api/chat", json={**CHAT, "stream": False}, headers=given)
+    assert resp.headers["x-request-id"] == "notes-7f3a:1"
+    sent = fake.headers[-1]
+    assert sent["x-request-id"] == "notes-7f3a:1"
+    assert (sent["x-session-id"], sent["x-user-id"]) == ("conversation-9", "u1")
+    for bad in ("has spaces", "x" * 200, "semi;colon"):
+        resp = await client.post(
+            "/api/chat", json={**CHAT, "stream": False}, headers={"X-Request-ID": bad}
+        )
+        assert re.fullmatch(r"[0-9a-f]{32}", resp.headers["x-request-id"])
+    for resp in (
+        await client.get("/api/nothing"),
+        await client.post("/api/chat", content=b"{bad"),
+        await client.post("/api/chat", json={**CHAT, "model": "nope"}),
+    ):
+        assert re.fullmatch(r"[0-9a-f]{32}", resp.headers["x-request-id"])
+
+
+async def test_forwarded_headers_are_a_setting(fake: FakeVLLM) -> None:
+    settings = Settings(vllm_url=await fake.url(), forward_headers="X-Tenant")
+    async for client in serve(settings):
+        await client.post(
+            "/api/chat",
+            json={**CHAT, "stream": False},
+            headers={"x-tenant": "blue", "x-session-id": "s"},
+        )
+    assert fake.headers[-1]["x-tenant"] == "blue" and "x-session-id" not in fake.headers[-1]
+
+
+# --------------------------------------------------------------------------- access logs
+
+
+async def test_one_access_line_a_request_and_no_prompt(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "my-unusual-prompt-about-debts"
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": secret}]}
+    with caplog.at_level(logging.DEBUG):
+        for stream in (False, True):
+            await client.post(
+                "/api/chat", json={**body, "stream": stream}, headers={"X-Request-ID": f"r{stream}"}
+            )
+    lines = [r for r in caplog.records if r.name == "adapter.access"]
+    assert [r.access["path"] for r in lines] == ["/api/chat", "/api/chat"]  # type: ignore[attr-defined]
+    for record in lines:
+        fields = record.access  # type: ignore[attr-defined]
+        assert (
+            fields["status"] == 200
+            and fields["model"] == "llama3.2"
+            and fields["backend"] == "vllm"
+        )
+        assert fields["prompt_tokens"] > 0 and fields["completion_tokens"] > 0
+        assert fields["duration_ms"] > 0
+    assert not [r for r in caplog.records if secret in r.getMessage()]
+
+
+async def test_bodies_are_logged_only_when_debugging_says_so(
+    fake: FakeVLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "prompt-shown-only-with-log-bodies"
+    body = {"model": "tiny-llm", "messages": [{"role": "user", "content": secret}], "stream": False}
+    async for client in serve(Settings(vllm_url=await fake.url(), log_bodies=True)):
+        with caplog.at_level(logging.DEBUG):
+            await client.post("/api/chat", json=body)
+    assert [r for r in caplog.records if secret in r.getMessage()]
+
+
+def test_json_log_lines_carry_the_request_id_and_the_access_fields() -> None:
+    record = logging.LogRecord(
+        "adapter.access", logging.INFO, __file__, 1, "POST %s", ("/x",), None
+    )
+    record.access = {"status": 200, "model": "m"}
+    RequestIdFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "POST /x" and line["level"] == "info"
+    assert line["request_id"] == "-" and line["access"] == {"status": 200, "model": "m"}
+    assert line["time"].endswith("Z")
+
+
+# --------------------------------------------------------------------------- limits
+
+
+async def test_a_body_over_the_limit_is_413_and_not_read(fake: FakeVLLM) -> None:
+    settings = Settings(vllm_url=await fake.url(), max_body_bytes=2048)
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 4000}]}
+    async for client in serve(settings):
+        resp = await client.post("/api/chat", json=big)  # Content-Length says it first
+        assert resp.status_code == 413 and "ADAPTER_MAX_BODY_BYTES" in resp.json()["error"]
+        assert resp.headers["connection"] == "close"
+
+        async def pieces() -> AsyncIterator[bytes]:
+            data = orjson.dumps(big)
+            for i in range(0, len(data), 512):
+                yield data[i : i + 512]
+
+        resp = await client.post("/api/chat", content=pieces())  # chunked: counted as it comes
+        assert resp.status_code == 413
+        resp = await client.post("/v1/chat/completions", json=big)
+        assert resp.status_code == 413 and "message" in resp.json()["error"]
+    assert fake.generations() == []
+
+
+async def test_image_and_message_limits_are_400s_naming_the_limit(fake: FakeVLLM) -> None:
+    settings = Settings(vllm_url=await fake.url(), max_images=2, max_messages=3)
+    png = "iVBORw0KGgo="
+    async for client in serve(settings):
+        many = {**CHAT, "messages": HI * 4}
+        resp = await client.post("/api/chat", json=many)
+        assert (resp.status_code, resp.json()["error"]) == (
+            400,
+            "too many messages: 4 (the limit is 3, ADAPTER_MAX_MESSAGES)",
+        )
+        pics = {"model": "tiny-llm", "prompt": "?", "images": [png] * 3}
+        resp = await client.post("/api/generate", json=pics)
+        assert resp.json()["error"] == "too many images: 3 (the limit is 2, ADAPTER_MAX_IMAGES)"
+        parts = [{"type": "image_url", "image_url": {"url": "data:,"}}] * 3
+        resp = await client.post(
+            "/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": parts}]}
+        )
+        assert resp.status_code == 400 and "ADAPTER_MAX_IMAGES" in resp.json()["error"]["message"]
+    assert fake.generations() == []
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+async def test_ready_follows_whether_a_vllm_can_serve(fake: FakeVLLM, settings: Settings) -> None:
+    async for client in serve(settings):
+        ready = await client.get("/ready")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        await fake.stop()
+        down = await client.get("/ready")
+        assert down.status_code == 503 and down.json()["status"] == "not ready"
+        assert (await client.get("/")).status_code == 200  # liveness is not readiness
+
+
+# --------------------------------------------------------------------------- shutdown
+
+
+async def test_at_shutdown_open_streams_get_their_grace_then_a_last_error_line(
+    fake: FakeVLLM,
+) -> None:
+    go = held_streams(fake)  # let go only after the test: only the shutdown ends these streams
+    settings = Settings(vllm_url=await fake.url(), shutdown_grace=0.5)
+    async with (
+        listening(settings) as server,
+        httpx.AsyncClient(base_url=server.url) as client,
+        client.stream("POST", "/api/chat", json={**CHAT, "stream": True}) as resp,
+    ):
+        lines = resp.aiter_lines()
+        assert json.loads(await anext(lines))["done"] is False
+        server.should_exit = True  # SIGTERM, as uvicorn sees it
+        rest = [json.loads(line) async for line in lines if line]
+    go.set()  # the fake's own handler may end now
+    assert rest[-1] == {"error": SHUTTING_DOWN}
+
+
+async def test_at_shutdown_an_openai_stream_ends_with_its_own_error_event(fake: FakeVLLM) -> None:
+    go = held_streams(fake)
+    settings = Settings(vllm_url=await fake.url(), shutdown_grace=0.5)
+    async with (
+        listening(settings) as server,
+        httpx.AsyncClient(base_url=server.url) as client,
+        client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as resp,
+    ):
+        events = resp.aiter_lines()
+        assert (await anext(events)).startswith("data: {")
+        server.should_exit = True
+        rest = [line async for line in events if line]
+    go.set()
+    assert rest[-1] == "data: [DONE]"
+    assert json.loads(rest[-2].removeprefix("data: "))["error"]["message"] == SHUTTING_DOWN
+
+
+async def test_at_shutdown_a_stream_that_ends_within_its_grace_ends_whole(
+    fake: FakeVLLM,
+) -> None:
+    go = held_streams(fake)
+    settings = Settings(vllm_url=await fake.url(), shutdown_grace=30)
+    async with (
+        listening(settings) as server,
+        httpx.AsyncClient(base_url=server.url) as client,
+        client.stream("POST", "/api/chat", json={**CHAT, "stream": True}) as resp,
+    ):
+        lines = resp.aiter_lines()
+        assert json.loads(await anext(lines))["done"] is False
+        server.should_exit = True
+        await asyncio.sleep(0.3)  # shutdown has begun; the stream is still open
+        go.set()
+        rest = [json.loads(line) async for line in lines if line]
+    assert rest[-1]["done"] is True and "error" not in rest[-1]
+    assert all("error" not in line for line in rest)
