@@ -92,3 +92,28 @@ def test_dashboard_metrics_exist() -> None:
     for e in exprs():
         assert e.count("(") == e.count(")"), e
         assert "[$__rate_interval]" in e or "rate(" not in e
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    cfg = yaml.safe_load((MON / "alerts.yml").read_text())
+    return [rule for group in cfg["groups"] for rule in group["rules"]]
+
+
+def test_alerts_use_metrics_that_exist_and_are_documented() -> None:
+    rules = alert_rules()
+    assert "alerts.yml" in yaml.safe_load((MON / "prometheus.yml").read_text())["rule_files"]
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    for rule in rules:
+        expr = rule["expr"]
+        used = set(re.findall(r"\b(?:ollama_adapter_\w+|vllm:\w+)", expr))
+        assert used <= adapter_metric_names() | VLLM_METRICS, (rule["alert"], used)
+        assert expr.count("(") == expr.count(")"), expr
+        assert rule["labels"]["severity"] in ("page", "warn")
+        assert f"`{rule['alert']}`" in operations, rule["alert"]
+    jobs = {
+        j["job_name"]
+        for j in yaml.safe_load((MON / "prometheus.yml").read_text())["scrape_configs"]
+    }
+    for rule in rules:
+        for job in re.findall(r'job="([^"]+)"', rule["expr"]):
+            assert job in jobs, (rule["alert"], job)
