@@ -195,6 +195,8 @@ def test_health_checks_and_depends_on(resolved: ResolvedConfig, phase: str) -> N
         assert hc and hc.get("test") and not hc.get("disable"), f"{phase}/{name}: no healthcheck"
         assert hc["test"][0] in ("CMD", "CMD-SHELL")
         assert "curl" not in hc["test"][1:3], f"{phase}/{name}: image may lack curl"
+        # Engines before 25 (Debian 12's 20.10, Ubuntu 24.04's 24.0) refuse start_interval.
+        assert "start_interval" not in hc, f"{phase}/{name}: needs Docker Engine 25"
         assert svc["restart"] == "unless-stopped"
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert dep in services, f"{phase}/{name} depends on missing {dep}"

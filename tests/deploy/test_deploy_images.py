@@ -178,3 +178,15 @@ def test_entrypoint_errors(env: dict[str, str], message: str) -> None:
     proc = entrypoint(env)
     assert proc.returncode == 64
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.adapter", "Dockerfile.vllm"])
+def test_dockerfiles_build_offline_and_without_buildkit(name: str) -> None:
+    """A ``# syntax=`` line makes BuildKit pull a frontend image first (an air-gapped build
+    stops there); ``COPY --chmod`` and ``RUN --mount`` need BuildKit (the classic builder of
+    Engine 20.10 refuses them)."""
+    text = (ROOT / name).read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE), name
+    for word, rest in instructions(ROOT / name):
+        assert not (word in ("COPY", "ADD") and "--chmod" in rest), (name, rest)
+        assert not (word == "RUN" and "--mount" in rest), (name, rest)
