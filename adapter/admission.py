@@ -72,7 +72,7 @@ class Admission:
         except BaseException:
             if turn.done() and not turn.cancelled():
                 self.leave()  # given a turn it will not use: the next one gets it
-            else:
+            elif turn in self._waiting:  # leave() may have passed over it already
                 self._waiting.remove(turn)
                 self._changed()
             raise
