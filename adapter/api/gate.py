@@ -97,8 +97,8 @@ class Gate:
 
     def finish(self, info: RequestInfo) -> None:
         """The access line: who, what, how it ended, how long (never a body)."""
-        if not self._log:
-            return
+        if not self._log or not access.isEnabledFor(logging.INFO):
+            return  # nothing to write: the fields are not even built
         now = time.perf_counter()
         fields = {
             "method": info.method,
