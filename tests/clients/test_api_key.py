@@ -7,6 +7,7 @@ and carries request ids, never the prompt.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,9 +83,15 @@ def test_the_log_is_json_with_request_ids_and_no_prompt(keyed: str) -> None:
     body = {"model": CHAT_MODEL, "prompt": SECRET, "stream": False, "options": {"num_predict": 2}}
     answer = httpx.post(f"{keyed}/api/generate", json=body, headers=headers, timeout=60)
     assert answer.status_code == 200 and answer.headers["x-request-id"] == rid
-    lines = log_of(keyed)
+    # The access line is written once the answer has left: the client may read it first.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = log_of(keyed)
+        access = [line["access"] for line in lines if line.get("request_id") == rid]
+        if access or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert not any(SECRET in json.dumps(line) for line in lines)
-    access = [line["access"] for line in lines if line.get("request_id") == rid]
     assert access, lines[-3:]
     assert isinstance(access[-1], dict)
     assert (access[-1]["path"], access[-1]["status"]) == ("/api/generate", 200)
