@@ -66,6 +66,8 @@ async def test_generate_under_format_is_strict_json_too(
 
 # --------------------------------------------------------------------------- truncation
 
+PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
 
 def history(turns: int, words: int = 20) -> list[dict[str, Any]]:
     """A system message, then ``turns`` user/assistant pairs, then the question."""
@@ -122,6 +124,30 @@ async def test_num_predict_decides_the_room_for_the_answer(
     body = {"model": "tiny-llm", "messages": history(30), "stream": False}
     await client.post("/api/chat", json={**body, "options": {"num_predict": 200}})
     assert chat_tokens(counting.last["messages"]) <= 512 - 200
+
+
+async def test_images_in_the_history_are_counted_by_vllm_with_their_chat(
+    client: httpx.AsyncClient, counting: FakeVLLM
+) -> None:
+    """The cut is searched for with the chat as vLLM will see it: the images go to
+    ``/tokenize`` too (vLLM counts their tokens; the fake only counts words)."""
+    counting.vision_models = ["tiny-llm"]
+    messages = history(32)
+    messages[1] = {**messages[1], "images": [PNG_1PX]}  # the oldest question has an image
+    messages[-3] = {**messages[-3], "images": [PNG_1PX]}  # and one that will be kept
+    resp = await client.post("/api/chat", json={"model": "tiny-llm", "messages": messages})
+    assert resp.status_code == 200
+    asked = counted(counting)
+    assert asked, "the cut was never counted"
+    kept = [b for b in asked if len(b["messages"]) >= 3]  # candidates that keep the image
+    assert kept
+    for body in kept:
+        parts = body["messages"][-3]["content"]
+        assert isinstance(parts, list), body["messages"][-3:]
+        assert any(p.get("type") == "image_url" for p in parts), parts
+    sent = counting.last["messages"]
+    assert isinstance(sent[-3]["content"], list)  # the kept image went to vLLM
+    assert all(not isinstance(m["content"], list) for m in sent[1:-3])  # the old one was cut
 
 
 async def test_truncate_false_keeps_the_error(
