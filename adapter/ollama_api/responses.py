@@ -40,12 +40,12 @@ class Durations(TypedDict):
     eval_duration: int
 
 
-class ChatResponse(TypedDict, total=False):
-    """One ``/api/chat`` answer, or one line of its stream (counts on the last line only)."""
+class _Answer(TypedDict, total=False):
+    """What chat and generate answers share (as ollama-python's ``BaseGenerateResponse``):
+    the counts and durations come on the last line only."""
 
     model: str
     created_at: str
-    message: MessageOut
     done: bool
     done_reason: str
     logprobs: list[dict[str, Any]]
@@ -57,23 +57,18 @@ class ChatResponse(TypedDict, total=False):
     eval_duration: int
 
 
-class GenerateResponse(TypedDict, total=False):
+class ChatResponse(_Answer, total=False):
+    """One ``/api/chat`` answer, or one line of its stream."""
+
+    message: MessageOut
+
+
+class GenerateResponse(_Answer, total=False):
     """One ``/api/generate`` answer, or one line of its stream."""
 
-    model: str
-    created_at: str
     response: str
     thinking: str
-    done: bool
-    done_reason: str
     context: list[int]
-    logprobs: list[dict[str, Any]]
-    total_duration: int
-    load_duration: int
-    prompt_eval_count: int
-    prompt_eval_duration: int
-    eval_count: int
-    eval_duration: int
 
 
 class EmbedResponse(TypedDict, total=False):
