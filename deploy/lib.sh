@@ -23,3 +23,11 @@ load_env_file() {
     [[ -n "${!key+set}" ]] || export "$key=$value"
   done <"$file"
 }
+
+# stack_mode_defaults: in CPU mode (STACK_MODE=cpu), the model defaults compose/cpu.*.yml give,
+# for the scripts that read the same settings (smoke.sh's model); unset variables only.
+stack_mode_defaults() {
+  [[ "${STACK_MODE:-gpu}" == cpu ]] || return 0
+  export SERVED_MODEL_NAME="${SERVED_MODEL_NAME:-qwen2.5:0.5b qwen2.5:0.5b-instruct}"
+  export OLLAMA_TEXT_MODELS="${OLLAMA_TEXT_MODELS:-qwen2.5:0.5b}"
+}

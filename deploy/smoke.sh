@@ -15,6 +15,7 @@
 #   SMOKE_SERVICES      "name=url ..." to override the service health URLs
 #   SMOKE_TIMEOUT       seconds per request (120; a cold first generate loads the model)
 #   ENV_FILE            the compose .env whose settings (ports, models) apply ($ROOT/.env)
+#   STACK_MODE          cpu: CPU mode's model defaults (compose/cpu.*.yml)
 # Exit 0 when every check passes, 1 otherwise.
 set -uo pipefail
 
@@ -22,6 +23,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=deploy/lib.sh
 source "$ROOT/deploy/lib.sh"
 load_env_file "${ENV_FILE:-$ROOT/.env}"
+stack_mode_defaults
 
 phase="${1:-vllm}"
 case "$phase" in

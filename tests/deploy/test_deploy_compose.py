@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from collections import Counter
 from typing import Any
 from urllib.parse import urlparse
@@ -20,6 +22,7 @@ from tests.deploy.helpers import (
     VISION_APPS,
     ResolvedConfig,
     RunCompose,
+    clean_env,
 )
 
 COMPOSE_FILES = sorted(
@@ -27,6 +30,36 @@ COMPOSE_FILES = sorted(
     for p in [*ROOT.glob("docker-compose*.yml"), *(ROOT / "compose").glob("*.yml")]
 )
 GATEWAY = {"separated": "ollama", "vllm": "adapter"}
+OVERRIDES = (
+    "apps.phase1.yml",
+    "apps.phase2.yml",
+    "apps.build.yml",
+    "cpu.separated.yml",
+    "cpu.vllm.yml",
+)
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags (``!reset``, ``!override``): kept as their value."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+for _tag in ("!reset", "!override"):
+    _ComposeLoader.add_constructor(_tag, _tagged)
+
+
+def load_yaml(text: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.load(text, Loader=_ComposeLoader)
+    return data
+
+
 ONE_SHOT = {"ollama-init", "vision-ollama-init"}
 
 
@@ -364,13 +397,90 @@ def test_shared_definitions_written_once() -> None:
     texts = {f: (ROOT / f).read_text() for f in COMPOSE_FILES}
     defined: Counter[str] = Counter()
     for f, text in texts.items():
-        for name in yaml.safe_load(text).get("services") or {}:
-            if f.endswith(("apps.phase1.yml", "apps.phase2.yml", "apps.build.yml")):
-                continue  # overrides: depends_on / build only
+        for name in load_yaml(text).get("services") or {}:
+            if f.endswith(OVERRIDES):
+                continue  # overrides: depends_on / build / CPU mode only
             defined[name] += 1
     assert {n: c for n, c in defined.items() if c > 1} == {}
     for f in ("docker-compose-separated.yml", "docker-compose.vllm.yml"):
         assert "compose/vision-ollama.yml" in texts[f] and "compose/apps.yml" in texts[f]
     for f in ("compose/apps.phase1.yml", "compose/apps.phase2.yml"):
-        for svc in yaml.safe_load(texts[f])["services"].values():
+        for svc in load_yaml(texts[f])["services"].values():
             assert set(svc) == {"depends_on"}
+
+
+CPU_FILES = {
+    "separated": ROOT / "compose" / "cpu.separated.yml",
+    "vllm": ROOT / "compose" / "cpu.vllm.yml",
+}
+
+
+def devices(svc: dict[str, Any]) -> list[Any]:
+    return ((svc.get("deploy") or {}).get("resources") or {}).get("reservations", {}).get(
+        "devices"
+    ) or []
+
+
+@pytest.mark.parametrize("phase", ["separated", "vllm"])
+def test_cpu_mode_reserves_no_gpu_and_gpu_mode_is_unchanged(
+    run_compose: RunCompose, resolved: ResolvedConfig, phase: str
+) -> None:
+    proc = run_compose(
+        PHASES[phase], CPU_FILES[phase], args=["config", "--format", "json"], profiles=["apps"]
+    )
+    cpu = json.loads(proc.stdout)["services"]
+    gpu = resolved(phase)["services"]
+    assert {name for name, svc in gpu.items() if devices(svc)} == (
+        {"ollama", "vision-ollama"} if phase == "separated" else {"vllm", "vision-ollama"}
+    )
+    assert {name: devices(svc) for name, svc in cpu.items() if devices(svc)} == {}
+    # Everything else of the phase is the same stack: services, ports, volumes, OLLAMA_URL.
+    assert set(cpu) == set(gpu)
+    for name in cpu:
+        assert cpu[name].get("ports") == gpu[name].get("ports"), name
+        assert env_of(cpu[name]).get("OLLAMA_URL") == env_of(gpu[name]).get("OLLAMA_URL")
+
+
+def test_cpu_mode_builds_vllm_on_its_cpu_image_with_a_small_model(run_compose: RunCompose) -> None:
+    proc = run_compose(PHASE2, CPU_FILES["vllm"], args=["config", "--format", "json"])
+    vllm = json.loads(proc.stdout)["services"]["vllm"]
+    assert vllm["build"]["dockerfile"] == "Dockerfile.vllm"
+    assert vllm["build"]["args"]["VLLM_IMAGE"].startswith(
+        "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v"
+    )
+    assert vllm["image"] != "llm-stack/vllm:v0.33.0"  # never overwrites the GPU image's tag
+    env = env_of(vllm)
+    assert env["GPU_MEMORY_UTILIZATION"] == ""
+    assert env["MODEL_NAME"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert [v["target"] for v in vllm["volumes"]] == [
+        "/root/.cache/huggingface",
+        "/root/.cache/vllm",
+        "/models",
+    ]
+
+
+def test_the_scripts_know_the_cpu_modes_model_defaults(run_compose: RunCompose, bash: str) -> None:
+    """deploy/lib.sh repeats compose/cpu.*.yml's model defaults (smoke.sh reads them)."""
+    proc = subprocess.run(
+        [
+            bash,
+            "-c",
+            "source deploy/lib.sh; STACK_MODE=cpu stack_mode_defaults; "
+            'printf "%s\n%s\n" "$SERVED_MODEL_NAME" "$OLLAMA_TEXT_MODELS"',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=clean_env(),
+        check=True,
+    )
+    served, text_models = proc.stdout.splitlines()
+    p2 = json.loads(
+        run_compose(PHASE2, CPU_FILES["vllm"], args=["config", "--format", "json"]).stdout
+    )
+    p1 = json.loads(
+        run_compose(PHASE1, CPU_FILES["separated"], args=["config", "--format", "json"]).stdout
+    )
+    assert env_of(p2["services"]["vllm"])["SERVED_MODEL_NAME"] == served
+    assert env_of(p1["services"]["ollama-init"])["MODELS"] == text_models
+    assert text_models in served.split()  # the same name answers in both phases
