@@ -12,10 +12,13 @@
 #   --with-apps     also start/check the existing services (compose profile `apps`);
 #                   the same as COMPOSE_PROFILES=apps
 #   --no-rollback   leave a failed phase 2 as it is, for debugging
+#   --cpu           CPU mode (the same as STACK_MODE=cpu)
 #
 # Environment:
 #   COMPOSE_PROJECT_NAME  project name (llm-stack, the `name:` of both compose files)
 #   COMPOSE_PROFILES      compose profiles, e.g. apps
+#   STACK_MODE            gpu (default: production, NVIDIA GPUs) or cpu (no GPU: vLLM's CPU
+#                         build with a small model, Ollama on CPU; adds compose/cpu.<phase>.yml)
 #   EXTRA_COMPOSE_FILES   extra -f files, space separated (e.g. compose/apps.build.yml)
 #   OLLAMA_HOST_PORT      the host port both phases publish (11434)
 #   VLLM_WAIT_TIMEOUT     seconds to wait for vLLM to be healthy (1800: first start
@@ -34,6 +37,7 @@ source "$ROOT/deploy/lib.sh"
 ENV_FILE="${ENV_FILE:-$ROOT/.env}"
 export ENV_FILE
 load_env_file "$ENV_FILE"
+STACK_MODE="${STACK_MODE:-gpu}"
 PHASE1_FILE="$ROOT/docker-compose-separated.yml"
 PHASE2_FILE="$ROOT/docker-compose.vllm.yml"
 DOCKER="${DOCKER:-docker}"
@@ -57,7 +61,7 @@ fail() {
 }
 
 usage() {
-  sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 phase_file() {
@@ -68,12 +72,13 @@ phase_file() {
   esac
 }
 
-# compose PHASE ARGS...: docker compose for one phase, with the extra files and project.
+# compose PHASE ARGS...: docker compose for one phase, with the mode's and the extra files.
 compose() {
   local file
   file="$(phase_file "$1")"
-  shift
   local -a files=(-f "$file")
+  [[ "$STACK_MODE" == cpu ]] && files+=(-f "$ROOT/compose/cpu.$1.yml")
+  shift
   [[ -f "$ENV_FILE" ]] && files=(--env-file "$ENV_FILE" "${files[@]}")
   local extra
   for extra in ${EXTRA_COMPOSE_FILES:-}; do
@@ -135,6 +140,33 @@ stop_gateway() {
   say "stopping ${services[*]} ($1) to free port $PORT and its GPU memory"
   compose "$1" stop "${services[@]}"
   compose "$1" rm --force --stop "${services[@]}"
+}
+
+# wait_healthy PHASE SERVICE TIMEOUT: wait for the service's container to be healthy. A
+# container that exits or restarts fails at once (a crash loop: a wrong model name, out of
+# memory), not at the timeout, which can be half an hour for a first download.
+wait_healthy() {
+  local phase="$1" service="$2" timeout="$3" id state health restarts code
+  local deadline=$((SECONDS + timeout))
+  id="$(compose "$phase" ps --all --quiet "$service" | head -n 1)"
+  [[ -n "$id" ]] || { warn "$service has no container"; return 1; }
+  while :; do
+    read -r state health restarts code < <("$DOCKER" inspect --format \
+      '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}}' "$id")
+    if [[ "$health" == healthy ]]; then
+      say "$service is healthy"
+      return 0
+    fi
+    if [[ "$state" == exited || "$state" == dead || "$restarts" != 0 ]]; then
+      warn "$service stopped while starting ($state, restarted $restarts times, last exit code $code): it cannot start as configured"
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      warn "$service is still '$health' after ${timeout}s"
+      return 1
+    fi
+    sleep 2
+  done
 }
 
 ensure_port_free() {
@@ -231,9 +263,9 @@ up_vllm_steps() {
   fi
 
   step "starting vLLM, waiting until /health answers (<= ${VLLM_WAIT_TIMEOUT}s; the first start downloads the weights)"
-  if ! compose vllm up --detach --wait --wait-timeout "$VLLM_WAIT_TIMEOUT" vllm; then
-    warn "vLLM did not become healthy within ${VLLM_WAIT_TIMEOUT}s"
-    warn "last vLLM log lines (look for 'CUDA out of memory', 401 from the hub, 'KeyboardInterrupt'):"
+  if ! compose vllm up --detach vllm || ! wait_healthy vllm vllm "$VLLM_WAIT_TIMEOUT"; then
+    warn "vLLM did not become healthy"
+    warn "last vLLM log lines (look for 'CUDA out of memory', 401 from the hub, a wrong MODEL_NAME):"
     compose vllm logs --no-color --tail 40 vllm >&2 || true
     return 1
   fi
@@ -318,12 +350,19 @@ main() {
     case "$1" in
       --with-apps) export COMPOSE_PROFILES="${COMPOSE_PROFILES:+$COMPOSE_PROFILES,}apps" ;;
       --no-rollback) ROLLBACK=0 ;;
+      --cpu) STACK_MODE=cpu ;;
       -h | --help | help) usage; return 0 ;;
       -*) usage >&2; fail "unknown option $1" ;;
       *) [[ -z "$cmd" ]] || fail "one command at a time"; cmd="$1" ;;
     esac
     shift
   done
+  case "$STACK_MODE" in
+    gpu | cpu) ;;
+    *) fail "STACK_MODE must be gpu or cpu, not '$STACK_MODE'" ;;
+  esac
+  export STACK_MODE
+  stack_mode_defaults
   case "$cmd" in
     up-vllm) up_vllm ;;
     rollback | up-ollama) up_separated ;;

@@ -180,11 +180,14 @@ def test_up_vllm_from_phase1_in_order(stack: Stack) -> None:
         assert msg in r.out
 
 
-def test_up_vllm_waits_long_for_vllm(stack: Stack) -> None:
+def test_up_vllm_waits_for_vllm_up_to_its_own_timeout(stack: Stack) -> None:
     stack.running(PHASE1_RUNNING)
-    r = stack.run("up-vllm", VLLM_WAIT_TIMEOUT="2400")
-    rest = r.compose_calls()[r.index(P2, "up", "vllm")][2]
-    assert rest[rest.index("--wait-timeout") + 1] == "2400"
+    r = stack.run("up-vllm", VLLM_WAIT_TIMEOUT="3", FAKE_DOCKER_STARTING="vllm")
+    assert r.rc == 2, r.out
+    assert "vllm is still 'starting' after 3s" in r.out
+    assert not r.has(P2, "up", "adapter")
+    # vLLM is started without compose's --wait: the switch watches the container itself
+    assert "--wait" not in r.compose_calls()[r.index(P2, "up", "vllm")][2]
 
 
 def test_vllm_unhealthy_rolls_back(stack: Stack) -> None:
@@ -192,6 +195,7 @@ def test_vllm_unhealthy_rolls_back(stack: Stack) -> None:
     r = stack.run("up-vllm", FAKE_DOCKER_UNHEALTHY="vllm")
     assert r.rc == 2, r.out
     assert "PHASE 2 FAILED at step 3/6" in r.out
+    assert "vllm stopped while starting (restarting, restarted 2 times, last exit code 1)" in r.out
     assert "vLLM did not become healthy" in r.out
     assert "ROLLING BACK to phase 1" in r.out
     assert "ROLLED BACK: phase 1 is serving port" in r.out
@@ -343,3 +347,38 @@ def test_smoke_phase1_passes(stack: Stack) -> None:
     assert r.rc == 0, r.out
     assert not any(":8000" in u for u in r.urls)
     assert len([u for u in r.urls if u.endswith("/health")]) == 6
+
+
+@pytest.mark.parametrize("by_flag", [True, False])
+def test_cpu_mode_adds_its_override_to_every_compose_call(stack: Stack, by_flag: bool) -> None:
+    stack.running(PHASE1_RUNNING)
+    models = "qwen2.5:0.5b llava:7b nomic-embed-text:latest"
+    if by_flag:
+        r = stack.run("--cpu", "up-vllm", FAKE_CURL_MODELS=models)
+    else:
+        r = stack.run("up-vllm", STACK_MODE="cpu", FAKE_CURL_MODELS=models)
+    assert r.rc == 0, r.out
+    compose = [argv for argv in r.calls if argv[:1] == ["compose"]]
+    assert compose
+    for argv in compose:
+        files = [argv[i + 1] for i, a in enumerate(argv) if a == "-f"]
+        phase = "vllm" if files[0] == P2 else "separated"
+        assert files == [files[0], str(ROOT / "compose" / f"cpu.{phase}.yml")], argv
+    # the smoke test asked for the CPU mode's default model (deploy/lib.sh)
+    assert "smoke test, phase: vllm, model: qwen2.5:0.5b" in r.out
+
+
+def test_gpu_mode_is_the_default_and_adds_nothing(stack: Stack) -> None:
+    stack.running(PHASE1_RUNNING)
+    r = stack.run("up-vllm")
+    assert r.rc == 0, r.out
+    for argv in r.calls:
+        if argv[:1] == ["compose"]:
+            assert [a for a in argv if "compose/cpu." in a] == []
+    assert "model: qwen2.5:7b" in r.out
+
+
+def test_an_unknown_stack_mode_is_refused_before_anything_runs(stack: Stack) -> None:
+    r = stack.run("up-vllm", STACK_MODE="tpu")
+    assert r.rc == 1 and "STACK_MODE must be gpu or cpu, not 'tpu'" in r.out
+    assert r.calls == []
