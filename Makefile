@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help setup setup-vllm run test test-fast lint bench fixtures lock clean
+.PHONY: help setup setup-vllm docker-engine run test test-fast test-deploy lint bench fixtures lock clean
 
 help:
 	@echo "make run        set up, then start vLLM on CPU (or use VLLM_URL) and the adapter on :11434"
 	@echo "make test       set up, then run every test (real vLLM on CPU included)"
 	@echo "make test-fast  unit and API tests only (no vLLM)"
+	@echo "make test-deploy phase 1 -> 2 -> rollback on a real Docker Engine, CPU mode (part of make test)"
 	@echo "make lint       ruff and mypy"
 	@echo "make bench      the benchmark matrix (benchmarks/README.md)"
 	@echo "make fixtures   record the real vLLM's answers the tests use (tests/fixtures)"
@@ -32,8 +33,14 @@ tests/clients/js/node_modules/.installed: tests/clients/js/package.json tests/cl
 run: setup
 	scripts/run-local.sh
 
-test: setup setup-vllm $(if $(wildcard tests/clients/js/package.json),tests/clients/js/node_modules/.installed)
+docker-engine: setup
+	scripts/docker-engine.sh
+
+test: setup setup-vllm docker-engine $(if $(wildcard tests/clients/js/package.json),tests/clients/js/node_modules/.installed)
 	$(BIN)/pytest -p no:cacheprovider -ra
+
+test-deploy: setup setup-vllm docker-engine
+	$(BIN)/pytest -p no:cacheprovider -ra tests/deploy/e2e
 
 test-fast: setup
 	$(BIN)/pytest -p no:cacheprovider -ra tests/unit tests/api
