@@ -149,37 +149,26 @@ class Stack:
         cmd += [self.images["BASE_IMAGE"]]
         return run([*cmd, "sh", "-c", script], self.env).stdout
 
+    def container_ids(self, service: str) -> list[str]:
+        """This project's containers of the service, running or not."""
+        cmd = [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=com.docker.compose.project={self.project}",
+        ]
+        cmd += ["--filter", f"label=com.docker.compose.service={service}"]
+        return run(cmd, self.env).stdout.split()
+
     def container(self, service: str) -> dict[str, Any]:
-        ids = run(
-            [
-                "docker",
-                "ps",
-                "-aq",
-                "--filter",
-                f"label=com.docker.compose.project={self.project}",
-                "--filter",
-                f"label=com.docker.compose.service={service}",
-            ],
-            self.env,
-        ).stdout.split()
+        ids = self.container_ids(service)
         assert len(ids) == 1, f"{service}: containers {ids}"
         info: list[dict[str, Any]] = json.loads(run(["docker", "inspect", ids[0]], self.env).stdout)
         return info[0]
 
     def logs(self, service: str) -> str:
-        ids = run(
-            [
-                "docker",
-                "ps",
-                "-aq",
-                "--filter",
-                f"label=com.docker.compose.project={self.project}",
-                "--filter",
-                f"label=com.docker.compose.service={service}",
-            ],
-            self.env,
-        ).stdout.split()
-        out = [run(["docker", "logs", i], self.env) for i in ids]
+        out = [run(["docker", "logs", i], self.env) for i in self.container_ids(service)]
         return "".join(p.stdout + p.stderr for p in out)
 
     # ---- endpoints (loopback only) -----------------------------------------------------
