@@ -126,6 +126,22 @@ def test_up_vllm_serves_the_same_calls_from_vllm(stack: Stack) -> None:
     assert new.count("POST /api/embed") == 3 and new.count("POST /api/chat") == 2
     assert stack.vllm_metric("vllm:request_success_total") == done + 2
 
+    # A derived model made through the adapter lands in its named volume: the image's user
+    # (UID 10001) can write there on a real engine.
+    resp = httpx.post(
+        f"{stack.url('OLLAMA_HOST_PORT')}/api/create",
+        json={
+            "model": "notes-bot",
+            "from": TEXT_MODEL,
+            "system": "You write notes.",
+            "stream": False,
+        },
+        timeout=30,
+    )
+    assert resp.status_code == 200 and resp.json()["status"] == "success", resp.text
+    modelfiles = stack.in_volume("adapter-models", "cat /v/*.modelfile")
+    assert f"FROM {TEXT_MODEL}" in modelfiles and "You write notes." in modelfiles
+
     status = stack.switch("status")
     assert "phase 2 (vLLM behind the adapter) is running" in status.stdout
 
