@@ -215,8 +215,8 @@ def test_a_failed_switch_rolls_back_by_itself(stack: Stack) -> None:
     assert stack.app_call("notes")["content"].startswith(STANDIN)
 
 
-def test_nothing_is_left_on_the_host_ports(stack: Stack) -> None:
-    """Every host port of the stack is on loopback only."""
+def test_every_host_port_is_on_loopback(stack: Stack) -> None:
+    """The test's traffic stays on loopback: every port it published is on 127.0.0.1."""
     for service in ("ollama", "vision-ollama", *CALLS):
         bindings = stack.container(service)["HostConfig"]["PortBindings"] or {}
         for ports in bindings.values():
