@@ -26,6 +26,14 @@ RESULTS = ROOT / "benchmarks" / "results"
 LINE_NO = re.compile(r":\d+\)$")
 
 
+def rel(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (else as it is)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def top_frames(
     collapsed: str, n: int = 25
 ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         loader.start()
         spy_cmd = [
-            spy,
+            rel(Path(spy)),
             "record",
             "--subprocesses",
             "-p",
@@ -120,14 +128,17 @@ def main(argv: list[str] | None = None) -> int:
             "-d",
             str(int(a.duration)),
         ]
-        subprocess.run([*spy_cmd, "--format", "raw", "-o", str(raw)], check=True)
+        # Paths relative to the repository: py-spy writes its command line into the SVG.
+        subprocess.run([*spy_cmd, "--format", "raw", "-o", rel(raw)], check=True, cwd=ROOT)
         loader.join()
         loader = threading.Thread(
             target=lambda: subprocess.run(load_cmd, capture_output=True, check=False)
         )
         loader.start()
-        subprocess.run([*spy_cmd, "-o", str(svg)], check=True, capture_output=True)
+        subprocess.run([*spy_cmd, "-o", rel(svg)], check=True, capture_output=True, cwd=ROOT)
         loader.join()
+        # The sampled processes' command lines name the interpreter by its absolute path.
+        svg.write_text(svg.read_text().replace(f"{ROOT}/", ""))
         own, incl = top_frames(raw.read_text())
         md = [f"# py-spy profile of the adapter: {a.name}", "", f"Load: `{' '.join(load_cmd[2:])}`"]
         md += ["", f"Result: `{(out or [''])[0].strip()}`", "", "## Self time", ""]
