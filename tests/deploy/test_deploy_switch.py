@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.helpers import ROOT, clean_env, find_compose_binary
+from tests.support.net import free_port
 
 FAKES = Path(__file__).parent / "fakes"
 SWITCH = ROOT / "deploy" / "switch.sh"
@@ -19,12 +20,6 @@ P1 = str(ROOT / "docker-compose-separated.yml")
 P2 = str(ROOT / "docker-compose.vllm.yml")
 PHASE1_RUNNING = ["ollama", "ollama-init", "vision-ollama"]
 PHASE2_RUNNING = ["adapter", "vision-ollama", "vllm"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -18,6 +18,7 @@ import pydantic
 import pytest
 
 from tests.support.adapter_proc import running_adapter
+from tests.support.net import metric
 
 MODEL = "tiny-llm"
 PROMPT = [{"role": "user", "content": "Tell me a long story about the sea."}]
@@ -172,17 +173,6 @@ def test_curl_style_form_body_and_errors(adapter_url: str) -> None:
     assert resp.status_code == 400 and list(resp.json()) == ["error"]
 
 
-def _metric(vllm_url: str, name: str, **labels: str) -> float:
-    text = httpx.get(f"{vllm_url}/metrics", timeout=10).text
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 LONG_STORY = {
     "type": "object",
     "properties": {"story": {"type": "string", "minLength": 2000}},
@@ -208,9 +198,9 @@ def test_client_disconnect_stops_generation_in_vllm(adapter_url: str, vllm_url: 
     httpx.post(f"{adapter_url}/api/chat", json={**warm, "options": {"num_predict": 4}}, timeout=60)
     aborted = 0
     for attempt in range(12):
-        finished = _metric(vllm_url, "vllm:request_success_total")
-        tokens = _metric(vllm_url, "vllm:generation_tokens_total")
-        left = _metric(adapter_url, "ollama_adapter_client_disconnects_total")
+        finished = metric(vllm_url, "vllm:request_success_total")
+        tokens = metric(vllm_url, "vllm:generation_tokens_total")
+        left = metric(adapter_url, "ollama_adapter_client_disconnects_total")
         body = {
             "model": MODEL,
             "messages": PROMPT,
@@ -224,19 +214,19 @@ def test_client_disconnect_stops_generation_in_vllm(adapter_url: str, vllm_url: 
             assert json.loads(next(resp.iter_lines()))["done"] is False
         # leaving the block closed the connection right after the first line
         deadline = time.monotonic() + 15
-        while _metric(vllm_url, "vllm:num_requests_running") and time.monotonic() < deadline:
+        while metric(vllm_url, "vllm:num_requests_running") and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _metric(vllm_url, "vllm:num_requests_running") == 0
-        if _metric(vllm_url, "vllm:request_success_total") != finished:
+        assert metric(vllm_url, "vllm:num_requests_running") == 0
+        if metric(vllm_url, "vllm:request_success_total") != finished:
             continue  # vLLM had finished before the client left: inconclusive
-        assert _metric(vllm_url, "vllm:generation_tokens_total") - tokens < asked
+        assert metric(vllm_url, "vllm:generation_tokens_total") - tokens < asked
         deadline = time.monotonic() + 1  # the adapter counts the disconnect as it unwinds
         while (
-            _metric(adapter_url, "ollama_adapter_client_disconnects_total") == left
+            metric(adapter_url, "ollama_adapter_client_disconnects_total") == left
             and time.monotonic() < deadline
         ):
             time.sleep(0.02)
-        assert _metric(adapter_url, "ollama_adapter_client_disconnects_total") == left + 1
+        assert metric(adapter_url, "ollama_adapter_client_disconnects_total") == left + 1
         aborted += 1
         if aborted == 3:
             break

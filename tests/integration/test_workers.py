@@ -28,7 +28,8 @@ import pytest
 
 from adapter.api.streaming import SHUTTING_DOWN
 from tests.support import procfs
-from tests.support.adapter_proc import REPO_ROOT, adapter_process, free_port, running_adapter
+from tests.support.adapter_proc import REPO_ROOT, adapter_process, running_adapter
+from tests.support.net import free_port
 
 CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 

@@ -32,7 +32,6 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -41,6 +40,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from tests.support.net import free_port
 
 ServerKind = Literal["chat", "reasoning", "embed"]
 
@@ -109,13 +110,6 @@ class VllmServer:
             return
         self._stopped = True
         _terminate_group(self.process, timeout)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def ensure_setup() -> None:

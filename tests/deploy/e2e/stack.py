@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 
 from tests.deploy.helpers import PHASES, ROOT, clean_env
+from tests.support.net import free_ports, metric
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 TEXT_MODEL = "qwen2.5:0.5b"
@@ -45,17 +45,6 @@ PORT_VARS = {
     "frontend": "FRONTEND_PORT",
 }
 IMAGE_VARS = {name: var.replace("_PORT", "_IMAGE") for name, var in PORT_VARS.items()}
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def run(
@@ -186,12 +175,7 @@ class Stack:
         return httpx.get(f"{self.url(PORT_VARS[service])}{path}", timeout=10).status_code
 
     def vllm_metric(self, name: str) -> float:
-        text = httpx.get(f"{self.url('VLLM_HOST_PORT')}/metrics", timeout=10).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith((name + "{", name + " "))
-        )
+        return metric(self.url("VLLM_HOST_PORT"), name)
 
     # ---- cleanup ---------------------------------------------------------------------
     def down(self) -> None:
