@@ -25,14 +25,14 @@ START=${SECONDS}
 say() { printf '[run] %s\n' "$*"; }
 PY=.venv/bin/python
 
-refuse_busy() {  # refuse_busy PORT...: one line per busy port, then exit 1
-    local out
+refuse_busy() {  # refuse_busy PORT...: one line naming the first busy port's process, exit 1
+    local out port pid cmd others
     if out="$("$PY" scripts/port_owner.py "$@")"; then
         return
     fi
-    while IFS=$'\t' read -r port pid cmd; do
-        say "port ${port} is already in use by pid ${pid} (${cmd}); is another 'make run' running? Stop it first, or set ADAPTER_PORT / VLLM_PORT / EMBED_PORT."
-    done <<<"${out}"
+    IFS=$'\t' read -r port pid cmd <<<"${out%%$'\n'*}"
+    others="$(printf '%s\n' "${out}" | tail -n +2 | cut -f1 | paste -sd, -)"
+    say "port ${port} is already in use by pid ${pid} (${cmd:0:100})${others:+, and port(s) ${others} too}: is another 'make run' running? Nothing was started; stop it first or set ADAPTER_PORT / VLLM_PORT / EMBED_PORT."
     exit 1
 }
 
@@ -87,26 +87,30 @@ esac
 
 mkdir -p .cache/logs
 pids=()
-stop_all() {
-    trap - INT TERM
-    say "stopping"
+stop_children() {
     if ((${#pids[@]})); then
         kill -TERM "${pids[@]}" 2>/dev/null || true
         wait "${pids[@]}" 2>/dev/null || true
     fi
+}
+stop_all() {  # Ctrl-C or SIGTERM: a clean stop, exit code 0
+    trap - INT TERM EXIT
+    say "stopping"
+    stop_children
     say "stopped"
     exit 0
 }
 trap stop_all INT TERM
+trap stop_children EXIT  # any other way out leaves nothing running behind
 
-VLLM_PORT="${VLLM_PORT}" scripts/serve-vllm-cpu.sh >.cache/logs/run-vllm.log 2>&1 &
+VLLM_PORT="${VLLM_PORT}" scripts/serve-vllm-cpu.sh >>.cache/logs/run-vllm.log 2>&1 &
 pids+=($!)
 names+=("vLLM (${chat_name}) on 127.0.0.1:${VLLM_PORT}, log .cache/logs/run-vllm.log")
 upstreams="http://127.0.0.1:${VLLM_PORT}"
 if [[ "$model" == "smollm2" ]]; then
     VLLM_PORT="${EMBED_PORT}" VLLM_MODEL="${REPO_ROOT}/.cache/models/all-minilm" \
         SERVED_MODEL_NAME="all-minilm" VLLM_RUNNER=pooling VLLM_MAX_MODEL_LEN=256 \
-        scripts/serve-vllm-cpu.sh >.cache/logs/run-vllm-embed.log 2>&1 &
+        scripts/serve-vllm-cpu.sh >>.cache/logs/run-vllm-embed.log 2>&1 &
     embed_pid=$!
     pids+=("$embed_pid")
     names+=("vLLM (all-minilm) on 127.0.0.1:${EMBED_PORT}, log .cache/logs/run-vllm-embed.log")
@@ -115,7 +119,11 @@ fi
 for n in "${names[@]}"; do say "starting ${n}"; done
 
 healthy() { "$PY" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" 2>/dev/null; }
-last_line() { grep -a -v '^\s*$' "$1" 2>/dev/null | tail -n 1 | sed -E 's/^(INFO|WARNING|DEBUG) [0-9-]+ [0-9:.]+ //' | cut -c1-110; }
+last_line() {  # the newest line of a log, without vLLM's prefixes; progress bars end in \r
+    tail -c 4000 "$1" 2>/dev/null | tr '\r' '\n' | grep -a -v '^\s*$' | tail -n 1 |
+        sed -E 's/^\((APIServer|EngineCore|Worker)[^)]*\) //; s/^(INFO|WARNING|DEBUG) [0-9-]+ [0-9:.]+ (\[[^]]*\] )?//' |
+        cut -c1-100
+}
 
 wait_started=${SECONDS}
 check_ports=("${VLLM_PORT}")
@@ -127,7 +135,6 @@ for i in "${!check_ports[@]}"; do
         if ! kill -0 "${pids[$i]}" 2>/dev/null; then
             say "vLLM on :${port} exited while starting; its last lines (${logs[$i]}):"
             tail -n 30 "${logs[$i]}"
-            kill -TERM "${pids[@]}" 2>/dev/null || true
             exit 1
         fi
         elapsed=$((SECONDS - wait_started))
@@ -154,6 +161,4 @@ fi
 # Any process ending ends the set; a signal ends it through stop_all, with exit code 0.
 wait -n "${pids[@]}" || true
 say "a process exited; stopping the rest"
-kill -TERM "${pids[@]}" 2>/dev/null || true
-wait 2>/dev/null || true
 exit 1
