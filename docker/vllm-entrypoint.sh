@@ -12,6 +12,11 @@
 #   ENABLE_PREFIX_CACHING   true/false; unset keeps vLLM's default (on)
 #   TOOL_CALL_PARSER        e.g. hermes, llama3_json, mistral; adds --enable-auto-tool-choice
 #   REASONING_PARSER        e.g. deepseek_r1, qwen3
+#   STRUCTURED_OUTPUTS_CONFIG  JSON for --structured-outputs-config. Default:
+#                           {"backend":"xgrammar","disable_any_whitespace":true}, so JSON under
+#                           Ollama's `format` is compact, as Ollama's grammar makes it; without
+#                           it a small model pads the object with blanks until max_tokens (vLLM
+#                           ignores the switch per request). Empty: vLLM's own default.
 #   VLLM_API_KEY            read by vLLM itself from the environment (0.33 falls back to it when
 #                           --api-key is absent); deliberately NOT put on the command line,
 #                           where `ps` and `docker inspect` would show it
@@ -54,6 +59,8 @@ if [[ -n "${ENABLE_PREFIX_CACHING:-}" ]]; then
 fi
 [[ -n "${TOOL_CALL_PARSER:-}" ]] && args+=(--enable-auto-tool-choice --tool-call-parser "$TOOL_CALL_PARSER")
 [[ -n "${REASONING_PARSER:-}" ]] && args+=(--reasoning-parser "$REASONING_PARSER")
+structured="${STRUCTURED_OUTPUTS_CONFIG-{\"backend\":\"xgrammar\",\"disable_any_whitespace\":true\}}"
+[[ -n "$structured" ]] && args+=(--structured-outputs-config "$structured")
 is_true "${QUIET_HEALTH_LOGS:-true}" && args+=(--disable-access-log-for-endpoints "/health,/metrics")
 
 if [[ -n "${VLLM_EXTRA_ARGS:-}" ]]; then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -134,6 +135,9 @@ def test_entrypoint_builds_vllm_serve_args() -> None:
     assert "--enable-prefix-caching" in argv
     assert "--enable-auto-tool-choice" in argv and after("--tool-call-parser") == ["llama3_json"]
     assert after("--reasoning-parser") == ["deepseek_r1"]
+    # Strict JSON under `format` by default: vLLM ignores the switch per request.
+    config = json.loads(after("--structured-outputs-config")[0])
+    assert config == {"backend": "xgrammar", "disable_any_whitespace": True}
     assert after("--max-num-seqs") == ["64"]
     assert after("--chat-template") == ["/templates/my chat.jinja"]
     assert argv[-2:] == ["--dtype", "half"]
@@ -151,6 +155,7 @@ def test_entrypoint_minimal_and_defaults() -> None:
             "QUIET_HEALTH_LOGS": "false",
             "TOOL_CALL_PARSER": "",
             "SERVED_MODEL_NAME": "",
+            "STRUCTURED_OUTPUTS_CONFIG": "",
         }
     )
     assert proc.returncode == 0, proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,8 @@ def test_production_stack_values() -> None:
     assert spec["requestGPU"] >= 1 and spec["modelURL"]
     args = spec["vllmConfig"]["extraArgs"]
     assert "qwen2.5:7b" in args[args.index("--served-model-name") + 1 :]
+    structured = json.loads(args[args.index("--structured-outputs-config") + 1])
+    assert structured == {"backend": "xgrammar", "disable_any_whitespace": True}
     assert values["routerSpec"]["routingLogic"] in {
         "roundrobin",
         "session",
