@@ -31,6 +31,7 @@ _ENV_NAMES = {
     "log_level": "ADAPTER_LOG_LEVEL",
     "workers": "ADAPTER_WORKERS",
     "answer_room": "ADAPTER_ANSWER_ROOM",
+    "sampling_defaults": "ADAPTER_SAMPLING_DEFAULTS",
     "max_concurrent": "ADAPTER_MAX_CONCURRENT",
     "open_paths": "ADAPTER_OPEN_PATHS",
     "forward_headers": "ADAPTER_FORWARD_HEADERS",

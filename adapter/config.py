@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 LogFormat = Literal["text", "json"]
+SamplingDefaults = Literal["ollama", "model"]
 
 
 def _names(value: Any) -> Any:
@@ -163,6 +164,13 @@ class Settings(BaseSettings):
     )
     """Tokens kept free for the answer when a chat history is cut to fit the context; 0:
     ``num_predict`` when the request sets it, else a quarter of the context (at most 1024)."""
+    sampling_defaults: SamplingDefaults = Field(
+        "ollama",
+        validation_alias=AliasChoices("sampling_defaults", "ADAPTER_SAMPLING_DEFAULTS"),
+    )
+    """``ollama``: options a request (or derived model) leaves unset are sent at Ollama's
+    defaults (temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.0), so services tuned on
+    Ollama sample as before; ``model``: left to vLLM (the model's generation_config.json)."""
     shutdown_grace: float = Field(
         30.0, ge=0, validation_alias=AliasChoices("shutdown_grace", "ADAPTER_SHUTDOWN_GRACE")
     )

@@ -38,6 +38,7 @@ from tests.support.vllm_cpu import ServerKind, launch_server  # noqa: E402
 CHAT = "tiny-llm"
 THINK = "tiny-think"
 EMBED = "tiny-embed"
+SMOL = "smollm2:135m"
 HI = [{"role": "user", "content": "Hello, who are you?"}]
 LONG_PROMPT = "word " * 600  # more tokens than max_model_len (512)
 # A 1x1 PNG: what a vision preflight sends.
@@ -239,6 +240,25 @@ REQUESTS: list[Rec] = [
         "tokenize_chat",
         "/tokenize",
         {"model": CHAT, "messages": HI, "add_generation_prompt": True},
+    ),
+    # The tools probe: a template that renders tools (tiny-llm's, Hermes style) gives other
+    # tokens with a tool; SmolLM2's ignores tools and gives the same ones.
+    Rec(
+        "tokenize_chat_tools",
+        "/tokenize",
+        {"model": CHAT, "messages": HI, "add_generation_prompt": True, "tools": [TOOL]},
+    ),
+    Rec(
+        "smollm2_tokenize_chat",
+        "/tokenize",
+        {"model": SMOL, "messages": HI, "add_generation_prompt": True},
+        server="smollm2",
+    ),
+    Rec(
+        "smollm2_tokenize_chat_tools",
+        "/tokenize",
+        {"model": SMOL, "messages": HI, "add_generation_prompt": True, "tools": [TOOL]},
+        server="smollm2",
     ),
     Rec(
         "tokenize_chat_thinking_on",

@@ -148,6 +148,9 @@ class FakeVLLM:
     """Served names whose chat template toggles thinking (``/tokenize`` tells them apart)."""
     vision_models: list[str] = field(default_factory=list)
     """Served names that take images (the rest answer vLLM's "not a multimodal model")."""
+    plain_template_models: list[str] = field(default_factory=list)
+    """Served names whose chat template ignores tools, as SmolLM2's does: ``/tokenize`` gives
+    the same tokens with and without them (the rest render tools, as tiny-llm's does)."""
     insert_models: list[str] = field(default_factory=list)
     """Served names that take a ``suffix`` (fill-in-the-middle)."""
     word_tokens: bool = False
@@ -300,6 +303,14 @@ class FakeVLLM:
         template renders thinking on and off differently, any other's does not."""
         if "messages" not in body:
             return "tokenize.json"
+        if model in self.plain_template_models:
+            return (
+                "smollm2_tokenize_chat_tools.json"
+                if body.get("tools")
+                else "smollm2_tokenize_chat.json"
+            )
+        if body.get("tools"):
+            return "tokenize_chat_tools.json"
         switch = (body.get("chat_template_kwargs") or {}).get("enable_thinking")
         if model in self.thinking_models and switch is not None:
             return "think_tokenize_on.json" if switch else "think_tokenize_off.json"

