@@ -40,8 +40,15 @@ def _checked(body: dict[str, Any], entry: ModelEntry) -> None:
 
 @router.post("/v1/messages")
 async def messages(request: Request) -> Response:
+    # vLLM numbers a message as its chat completions ("chatcmpl-..."); Anthropic's and
+    # Ollama's ids start with "msg_", and clients may tell messages by it.
     return await forward_foreign(
-        request, "/v1/messages", framing=SSE, adjust=_checked, own_errors=True
+        request,
+        "/v1/messages",
+        framing=SSE,
+        adjust=_checked,
+        own_errors=True,
+        id_prefix=(b"chatcmpl-", b"msg_"),
     )
 
 

@@ -161,24 +161,33 @@ async def forward_foreign(
     framing: Framing,
     adjust: Callable[[dict[str, Any], ModelEntry], None] | None = None,
     own_errors: bool = False,
+    id_prefix: tuple[bytes, bytes] | None = None,
 ) -> Response:
     """Another API's request (OpenAI's, Anthropic's) to the backend serving its model: the
     model name resolved as everywhere (aliases, ``:latest``, case), the body and the answer
-    otherwise passed on as they are, streams included. ``own_errors``: an upstream error is
-    answered in the route's own shape (its message kept) instead of as it came; without it,
-    only an error not in OpenAI's shape is."""
+    otherwise passed on as they are, streams included, but for the answer's ``model``, which
+    says the name the client sent (as Ollama's does), and ``id_prefix`` (vLLM's, the API's own)
+    on its ids. ``own_errors``: an upstream error is answered in the route's own shape (its
+    message kept) instead of as it came; without it, only an error not in OpenAI's shape is."""
     _, data = await read_body(request)
     name = data.get("model")
     if not isinstance(name, str) or not name:
         raise OllamaError(400, "model is required")
     found = await target(request, name)
-    data["model"] = found.entry.served
+    served = found.entry.served
+    data["model"] = served
     if adjust is not None:
         adjust(data, found.entry)
     stream = data.get("stream") is True
+    rewrite: list[tuple[bytes, bytes]] = []
+    if name != served:
+        # vLLM writes compact JSON: the field is found as its bytes, in every event of a stream.
+        rewrite.append((b'"model":' + orjson.dumps(served), b'"model":' + orjson.dumps(name)))
+    if id_prefix is not None:
+        rewrite.append((b'"id":"' + id_prefix[0], b'"id":"' + id_prefix[1]))
     reply = await cancel_on_disconnect(
         request,
-        found.backend.passthrough(path, data, stream=stream, framing=framing),
+        found.backend.passthrough(path, data, stream=stream, framing=framing, rewrite=rewrite),
     )
     # vLLM's own errors are OpenAI's shape already; the rest (FastAPI's ``{"detail": ...}``
     # of a route the model does not serve, a proxy's page) are answered in the route's shape,

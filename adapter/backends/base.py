@@ -8,7 +8,7 @@ as it came (``Relayed``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -104,9 +104,11 @@ class Backend(Protocol):
         *,
         stream: bool,
         framing: Framing,
+        rewrite: Sequence[tuple[bytes, bytes]] = (),
     ) -> Relayed:
         """Send a request of another API (OpenAI's or Anthropic's ``/v1/...``) on as it is;
-        a streamed answer is relayed in ``framing``'s messages."""
+        a streamed answer is relayed in ``framing``'s messages, with ``rewrite``'s byte
+        strings replaced in a successful answer."""
         ...
 
     async def health(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -131,8 +131,15 @@ class OllamaBackend:
         *,
         stream: bool,
         framing: Framing,
+        rewrite: Sequence[tuple[bytes, bytes]] = (),
     ) -> Relayed:
         """Ollama serves OpenAI's and Anthropic's routes too: ``/v1/*`` goes on as it is."""
         return await forward(
-            self.upstream, "POST", path, orjson.dumps(body), stream=stream, framing=framing
+            self.upstream,
+            "POST",
+            path,
+            orjson.dumps(body),
+            stream=stream,
+            framing=framing,
+            rewrite=rewrite,
         )

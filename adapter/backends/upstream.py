@@ -7,7 +7,7 @@ our own chosen by measurement (see its docstring and docs/performance.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from adapter.admission import Admission
 from adapter.backends.base import Framing, Relayed
@@ -135,10 +135,17 @@ class RawRelay:
     one (a client's parser would choke on the mix).
     """
 
-    def __init__(self, upstream: Upstream, resp: Response, framing: Framing) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        resp: Response,
+        framing: Framing,
+        rewrite: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
         self.upstream = upstream
         self.resp = resp
         self._framing = framing
+        self._rewrite = tuple(rewrite)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         boundary = self._framing.boundary
@@ -153,7 +160,10 @@ class RawRelay:
                     continue
                 cut += len(boundary)
                 held = data[cut:]
-                yield data[:cut] if held else data
+                out = data[:cut] if held else data
+                for old, new in self._rewrite:
+                    out = out.replace(old, new)
+                yield out
             if held:
                 yield held  # the upstream ended without a last boundary: its bytes, as sent
         except TRANSPORT_ERRORS as exc:
@@ -177,16 +187,18 @@ async def forward(
     *,
     stream: bool,
     framing: Framing,
+    rewrite: Sequence[tuple[bytes, bytes]] = (),
 ) -> Relayed:
     """Send ``content`` on as it is; answer the status, content type, and the body or a relay.
 
     Only a 200 answer is relayed as a stream; any other is read whole, so its status and body
-    reach the client as the upstream gave them.
+    reach the client as the upstream gave them. ``rewrite``: byte strings replaced in a 200
+    answer (in each whole message of a stream, so none is split), given by the caller.
     """
     resp = await upstream.send(method, path, content, admit=True)
     content_type = resp.headers.get("content-type", "application/json")
     if stream and resp.status == 200:
-        return Relayed(resp.status, content_type, RawRelay(upstream, resp, framing))
+        return Relayed(resp.status, content_type, RawRelay(upstream, resp, framing, rewrite))
     try:
         body = await resp.read()
     except TRANSPORT_ERRORS as exc:
@@ -194,4 +206,7 @@ async def forward(
         raise upstream.error(exc) from None
     finally:
         resp.release()
+    if resp.status == 200:
+        for old, new in rewrite:
+            body = body.replace(old, new)
     return Relayed(resp.status, content_type, body)

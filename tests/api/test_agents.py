@@ -47,8 +47,10 @@ async def test_messages_go_to_vllm_with_the_served_name(
     headers = {"x-api-key": "sk-anything", "anthropic-version": "2023-06-01", "anthropic-beta": "x"}
     resp = await client.post("/v1/messages", json=MESSAGE, headers=headers)
     assert resp.status_code == 200
+    # As Anthropic's and Ollama's: the model named as the client named it, ids "msg_...".
+    recorded = fixtures.raw("messages.json")
     assert resp.json() == orjson.loads(
-        fixtures.raw("messages.json").replace(b"tiny-llm", b"tiny-llm")
+        recorded.replace(b'"tiny-llm"', b'"llama3.2"').replace(b'"chatcmpl-', b'"msg_')
     )
     path, body = fake.requests[-1]
     assert path == "/v1/messages" and body == {**MESSAGE, "model": "tiny-llm"}
@@ -83,7 +85,9 @@ async def test_a_messages_stream_is_relayed_as_it_comes(settings: Settings, fake
         assert got.startswith(b"event: message_start")
         more.set()
         got += b"".join([c async for c in chunks])
-    assert got == fixtures.raw("messages_stream.sse")
+    recorded = fixtures.raw("messages_stream.sse")
+    assert got == recorded.replace(b'"tiny-llm"', b'"llama3.2"').replace(b'"chatcmpl-', b'"msg_')
+    assert sse_events(got)[0][1]["message"]["id"].startswith("msg_")
     assert [name for name, _ in sse_events(got)][-1] == "message_stop"
 
 
@@ -194,7 +198,24 @@ async def test_responses_go_to_vllm_plain_and_streamed(
     assert resp.json()["object"] == "response"
     assert fake.requests[-1] == ("/v1/responses", {**body, "model": "tiny-llm"})
     streamed = await client.post("/v1/responses", json={**body, "stream": True})
-    assert streamed.content == fixtures.raw("responses_stream.sse")
+    recorded = fixtures.raw("responses_stream.sse")
+    assert streamed.content == recorded.replace(b'"model":"tiny-llm"', b'"model":"llama3.2"')
+
+
+@pytest.mark.parametrize("sent", ["llama3.2", "tiny-llm:latest", "TINY-LLM"])
+async def test_openai_answers_name_the_model_as_the_client_did(
+    client: httpx.AsyncClient, sent: str
+) -> None:
+    """As Ollama's /v1 answers: the name sent, not the name vLLM serves it under, in the
+    answer and in every chunk of a stream."""
+    body = {"model": sent, "messages": HI}
+    plain = await client.post("/v1/chat/completions", json=body)
+    assert plain.status_code == 200 and plain.json()["model"] == sent
+    streamed = await client.post("/v1/chat/completions", json={**body, "stream": True})
+    chunks = [d for _, d in sse_events(streamed.content)]
+    assert len(chunks) > 2 and {c["model"] for c in chunks} == {sent}
+    text = await client.post("/v1/completions", json={"model": sent, "prompt": "x"})
+    assert text.json()["model"] == sent
 
 
 async def test_responses_errors_are_openais(client: httpx.AsyncClient) -> None:

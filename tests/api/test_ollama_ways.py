@@ -162,13 +162,31 @@ async def test_truncate_false_keeps_the_error(
     assert counted(counting) == []
 
 
-async def test_a_latest_message_that_alone_is_too_long_is_ollamas_400(
-    client: httpx.AsyncClient, counting: FakeVLLM
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_latest_message_that_alone_is_too_long_is_cut_as_ollamas_runner_cuts_it(
+    client: httpx.AsyncClient, counting: FakeVLLM, caplog: pytest.LogCaptureFixture, stream: bool
 ) -> None:
+    """Ollama keeps the system messages and the latest message, and its runner then cuts the
+    prompt's tokens (num_keep first ones, the newest to about half the context): answered, not
+    vLLM's 400. The adapter sends that cut as a token prompt to /v1/completions."""
     messages = [*history(2), {"role": "user", "content": "word " * 600}]
-    resp = await client.post("/api/chat", json={"model": "tiny-llm", "messages": messages})
-    assert resp.status_code == 400
-    assert resp.json()["error"].startswith("the input length exceeds the context length")
+    body = {"model": "tiny-llm", "messages": messages, "stream": stream}
+    with caplog.at_level("INFO", logger="adapter"):
+        resp = await client.post("/api/chat", json=body)
+    assert resp.status_code == 200
+    last = resp.json() if not stream else orjson.loads(resp.content.splitlines()[-1])
+    assert last["done"] is True and last["message"]["role"] == "assistant"
+    path, sent = counting.requests[-1]
+    assert path == "/v1/completions"
+    total = chat_tokens([messages[0], messages[-1]])  # the fake counts words
+    keep, limit = 4 + 1, 512 - (512 - 5) // 2
+    assert sent["prompt"] == [*range(keep), *range(total - (limit - keep), total)]
+    assert sent["max_tokens"] == 512 - limit and sent["temperature"] == 0.8
+    # vLLM's 400 on the way is no warning: the request was answered.
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    options = {"num_keep": 10}
+    await client.post("/api/chat", json={**body, "options": options})
+    assert counting.requests[-1][1]["prompt"][:11] == list(range(11))
 
 
 async def test_a_kept_history_never_starts_with_an_orphan_tool_result(

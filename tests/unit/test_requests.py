@@ -295,3 +295,20 @@ def test_ollamas_sampling_defaults_fill_what_the_request_and_the_model_leave_uns
     gen = GenerateRequest.model_validate({"model": "m", "prompt": "x", "raw": True})
     _, body = t.generate_body(gen, entry, stream=False, defaults=t.OLLAMA_SAMPLING)
     assert (body["temperature"], body["top_k"]) == (0.8, 40)
+
+
+def test_a_prompt_longer_than_the_context_is_cut_as_ollamas_runner_cuts_it() -> None:
+    tokens = list(range(1000))
+    assert t.cut_prompt(tokens[:511], 512, 4) == tokens[:511]  # fits: untouched
+    cut = t.cut_prompt(tokens, 512, 4)
+    # num_keep + 1 first tokens, then the newest, to 512 - (512 - 5) // 2 = 259 in all
+    assert cut == [0, 1, 2, 3, 4, *range(1000 - 254, 1000)] and len(cut) == 259
+    assert t.cut_prompt(tokens, 512, 1000)[:511] == tokens[:511]  # keep clamped to the context
+    assert (t.num_keep(None), t.num_keep({"num_keep": 9}), t.num_keep({"num_keep": -1})) == (
+        4,
+        9,
+        4,
+    )
+    chat = {"model": "m", "messages": [], "tools": [], "temperature": 0.8, "max_tokens": 5000}
+    body = t.completions_over_tokens(chat, cut, 512)
+    assert body == {"model": "m", "prompt": cut, "temperature": 0.8, "max_tokens": 512 - 259}

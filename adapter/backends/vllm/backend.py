@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -101,7 +101,11 @@ class VLLMBackend:
     def _status_error(self, status: int, content: bytes, model: str | None) -> OllamaError:
         self._metrics.upstream_errors.labels(self.name, f"http_{status}").inc()
         err = rs.upstream_error(status, content, model)
-        log.warning("vLLM answered %d (mapped to %d)", status, err.status)
+        if isinstance(err, ContextOverflow):
+            # Not a fault: a chat is cut to fit next (or the client asked for the 400).
+            log.info("vLLM answered %d: the prompt is longer than the context", status)
+        else:
+            log.warning("vLLM answered %d (mapped to %d)", status, err.status)
         return err
 
     async def open_stream(self, path: str, body: dict[str, Any], *, model: str | None) -> Response:
@@ -125,10 +129,17 @@ class VLLMBackend:
         *,
         stream: bool,
         framing: Framing,
+        rewrite: Sequence[tuple[bytes, bytes]] = (),
     ) -> Relayed:
         """Pass a request of vLLM's own APIs on as it is (``/v1/*``)."""
         return await forward(
-            self.upstream, "POST", path, orjson.dumps(body), stream=stream, framing=framing
+            self.upstream,
+            "POST",
+            path,
+            orjson.dumps(body),
+            stream=stream,
+            framing=framing,
+            rewrite=rewrite,
         )
 
     # ------------------------------------------------------------------ models
@@ -209,7 +220,9 @@ class VLLMBackend:
             self._takes_tools(model),
             self._accepts("/v1/chat/completions", rq.vision_probe(model)),
             self._accepts("/v1/completions", rq.insert_probe(model)),
-            self._renders_differently(rq.thinking_probe(model, True), rq.thinking_probe(model, False)),
+            self._renders_differently(
+                rq.thinking_probe(model, True), rq.thinking_probe(model, False)
+            ),
         )
         found = {"completion"}
         for name, ok in zip(("tools", "vision", "insert", "thinking"), checks, strict=True):
@@ -279,21 +292,27 @@ class VLLMBackend:
             return load_response(req.model, chat=True, unload=unload, now_ns=clock.wall_ns())
         timings = rs.Timings(start=clock.perf_ns())
         body = rq.chat_body(req, entry, stream=True, clock=clock, defaults=self._sampling)
-        translator = StreamTranslator(
-            req.model,
-            timings,
-            clock=clock,
-            chat=True,
-            collect=req.stream is False,
-            strict_json=bool(req.format),
-        )
+
+        def translator_for(completions: bool) -> StreamTranslator:
+            return StreamTranslator(
+                req.model,
+                timings,
+                clock=clock,
+                chat=True,
+                completions=completions,
+                collect=req.stream is False,
+                strict_json=bool(req.format),
+            )
+
+        translator = translator_for(False)
         path = "/v1/chat/completions"
         try:
             resp = await self._send(path, body, req.model, translator)
         except ContextOverflow as overflow:
             if req.truncate is False:
                 raise
-            body = await self._truncated(body, entry, req.model, overflow)
+            path, body = await self._truncated(body, entry, req.model, overflow, req.options)
+            translator = translator_for(path == "/v1/completions")
             resp = await self._send(path, body, req.model, translator)
         return await self._answer(resp, translator)
 
@@ -310,9 +329,7 @@ class VLLMBackend:
         if rq.uses_context(req):
             context = await self._continuation_prompt(req, body)
             path, completions = "/v1/completions", True
-            body = rq.continuation_body(
-                req, entry, context, stream=True, defaults=self._sampling
-            )
+            body = rq.continuation_body(req, entry, context, stream=True, defaults=self._sampling)
         translator = StreamTranslator(
             req.model,
             timings,
@@ -349,10 +366,18 @@ class VLLMBackend:
         return NDJSONRelay(self.upstream, resp, translator, self.clock, self._count_usage)
 
     async def _truncated(
-        self, body: dict[str, Any], entry: ModelEntry, model: str, overflow: ContextOverflow
-    ) -> dict[str, Any]:
+        self,
+        body: dict[str, Any],
+        entry: ModelEntry,
+        model: str,
+        overflow: ContextOverflow,
+        options: Mapping[str, Any] | None,
+    ) -> tuple[str, dict[str, Any]]:
         """The chat cut to fit the context as Ollama cuts it: the oldest messages dropped, the
-        system messages and the latest message always kept, with room left for the answer.
+        system messages and the latest message always kept, with room left for the answer
+        (``chatPrompt``). When even those do not fit, their prompt's tokens are cut as Ollama's
+        runner cuts a prompt longer than the context, and sent as a token prompt to
+        ``/v1/completions``: the answer's path and body.
 
         The cut is searched for (binary search over where the kept part starts; each step one
         ``/tokenize`` of that chat in its chat form, images and tools included), instead of one
@@ -360,18 +385,29 @@ class VLLMBackend:
         """
         context = entry.max_model_len
         messages: list[dict[str, Any]] = body["messages"]
-        if not context or len(messages) < 2:
+        if not context:
             raise overflow
         limit = context - rq.answer_room(body.get("max_tokens"), context, self._answer_room)
 
-        async def fits(cut: int) -> bool:
+        async def count(cut: int) -> list[int]:
             counted = rq.tokenize_body(body, rq.kept_messages(messages, cut))
             answer = await self.post("/tokenize", counted, model=model)
-            return int(answer.get("count") or len(answer.get("tokens") or ())) <= limit
+            return list(answer.get("tokens") or ())
+
+        async def fits(cut: int) -> bool:
+            return len(await count(cut)) <= limit
 
         last = len(messages) - 1
         if not await fits(last):
-            raise overflow  # even the system messages and the latest one do not fit
+            # Even the system messages and the latest one do not fit: the runner's cut.
+            keep = rq.num_keep(options)
+            prompt = rq.cut_prompt(await count(last), context, keep)
+            log.info(
+                "prompt longer than the context (%d tokens): its start and end kept, %d tokens",
+                context,
+                len(prompt),
+            )
+            return "/v1/completions", rq.completions_over_tokens(body, prompt, context)
         low, high = 0, last  # the first cut that fits lies in [low, high]; ``high`` fits
         while low < high:
             middle = (low + high) // 2
@@ -390,7 +426,7 @@ class VLLMBackend:
                 len(kept),
                 len(messages),
             )
-        return {**body, "messages": kept}
+        return "/v1/chat/completions", {**body, "messages": kept}
 
     # ------------------------------------------------------------------ embeddings
 

@@ -523,6 +523,57 @@ def kept_messages(messages: Sequence[dict[str, Any]], cut: int) -> list[dict[str
     return [m for m in messages[:cut] if m.get("role") == "system"] + list(messages[cut:])
 
 
+def num_keep(options: Mapping[str, Any] | None) -> int:
+    """Ollama's ``num_keep`` (default 4): the prompt's first tokens a cut keeps."""
+    value = (options or {}).get("num_keep")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 4
+    return value
+
+
+def cut_prompt(tokens: Sequence[int], context: int, keep: int) -> list[int]:
+    """A prompt longer than the context cut as Ollama's runner cuts it (``llm/llama_server.go``,
+    context shift): the first ``keep`` tokens (one more for the start-of-text token) and the
+    newest ones, to about half the context, which leaves the other half for the answer."""
+    if len(tokens) < context:
+        return list(tokens)
+    keep = min(keep + 1, context - 1)
+    limit = context - max((context - keep) // 2, 1)
+    return [*tokens[:keep], *tokens[len(tokens) - (limit - keep) :]]
+
+
+#: What a chat body holds that a ``/v1/completions`` body over the same prompt takes too.
+_COMPLETIONS_FIELDS = frozenset(
+    {
+        "model",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "temperature",
+        "top_k",
+        "top_p",
+        "min_p",
+        "seed",
+        "stop",
+        "repetition_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
+    }
+)
+
+
+def completions_over_tokens(
+    chat: Mapping[str, Any], prompt: list[int], context: int
+) -> dict[str, Any]:
+    """A chat body's sampling as a ``/v1/completions`` body over an already templated token
+    prompt (the completions endpoint's default of 16 tokens replaced by the room left)."""
+    body = {k: v for k, v in chat.items() if k in _COMPLETIONS_FIELDS}
+    body["prompt"] = prompt
+    body["max_tokens"] = min(body.get("max_tokens") or context, context - len(prompt))
+    return body
+
+
 def tokenize_body(body: Mapping[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
     """``/tokenize`` of a chat as vLLM will template it: same tools, same template switches."""
     out: dict[str, Any] = {"model": body["model"], "messages": messages}
