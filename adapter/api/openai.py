@@ -10,12 +10,14 @@ are otherwise passed through untouched; errors keep OpenAI's shape.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from adapter.api.common import forward_foreign, state_of, target
 from adapter.api.streaming import json_response
-from adapter.backends.vllm.requests import openai_with_defaults
+from adapter.backends.vllm.requests import OPENAI_SAMPLING, openai_with_defaults
 from adapter.ollama_api.models import ModelEntry
 from adapter.openai_api import SSE
 
@@ -28,8 +30,16 @@ def _card(entry: ModelEntry, created: int) -> dict[str, object]:
 
 async def _forward(request: Request, path: str, *, generation: bool = False) -> Response:
     """Forwarded with the model name resolved; on the generation routes a derived model's
-    settings applied (as Ollama applies a Modelfile there)."""
-    adjust = openai_with_defaults if generation else None
+    settings applied (as Ollama applies a Modelfile there), and Ollama's sampling defaults for
+    what neither sets (unless ADAPTER_SAMPLING_DEFAULTS=model)."""
+    if not generation:
+        return await forward_foreign(request, path, framing=SSE)
+    ollama = state_of(request).settings.sampling_defaults == "ollama"
+    sampling = OPENAI_SAMPLING if ollama else None
+
+    def adjust(body: dict[str, Any], entry: ModelEntry) -> None:
+        openai_with_defaults(body, entry, sampling)
+
     return await forward_foreign(request, path, framing=SSE, adjust=adjust)
 
 

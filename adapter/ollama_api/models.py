@@ -121,6 +121,8 @@ _FAMILIES = (
     ("granite", "granite"),
     ("nomic", "nomic-bert"),
     ("bert", "bert"),
+    ("minilm", "bert"),
+    ("mxbai", "bert"),
 )
 _SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
 

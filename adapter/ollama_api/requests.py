@@ -64,13 +64,14 @@ class _GenerationRequest(_Lenient):
     top_logprobs: int | None = None
     # Open WebUI sometimes sends num_predict at the top level instead of inside options.
     num_predict: int | None = None
+    #: Cut a prompt that outgrows the context, as Ollama does unless told ``false``: a chat's
+    #: oldest messages first, then the prompt's tokens.
+    truncate: bool | None = None
 
 
 class ChatRequest(_GenerationRequest):
     messages: list[Message] | None = None
     tools: list[Tool] | None = None
-    #: Cut the oldest messages when the history outgrows the context (Ollama's default).
-    truncate: bool | None = None
 
 
 class GenerateRequest(_GenerationRequest):

@@ -488,3 +488,22 @@ async def test_unset_options_are_sent_at_ollamas_defaults_unless_left_to_the_mod
     async for c in serve(Settings(vllm_url=await fake.url(), sampling_defaults="model")):
         assert (await c.post(path, json=body)).status_code == 200
         assert {k: fake.last.get(k) for k in sampling if k in fake.last} == {"top_p": 0.5}
+
+
+async def test_openai_routes_sample_as_ollamas_openai_layer(fake: FakeVLLM) -> None:
+    """Ollama's /v1 sets temperature and top_p to 1.0 where the request does not, and keeps
+    its other defaults (top_k 40); a value the request sends wins."""
+    body = {"model": "tiny-llm", "messages": HI, "top_p": 0.5}
+    sampling = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+    async for c in serve(Settings(vllm_url=await fake.url())):
+        assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+        assert {k: fake.last.get(k) for k in sampling} == {
+            "temperature": 1.0,
+            "top_k": 40,
+            "top_p": 0.5,
+            "min_p": 0.0,
+            "repetition_penalty": 1.0,
+        }
+    async for c in serve(Settings(vllm_url=await fake.url(), sampling_defaults="model")):
+        assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+        assert {k: fake.last[k] for k in sampling if k in fake.last} == {"top_p": 0.5}

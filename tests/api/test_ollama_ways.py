@@ -208,3 +208,20 @@ async def test_a_kept_history_never_starts_with_an_orphan_tool_result(
     assert resp.status_code == 200
     sent = counting.last["messages"]
     assert sent[0]["role"] == "system" and sent[1]["role"] != "tool"
+
+
+async def test_a_generate_prompt_longer_than_the_context_is_cut_too(
+    client: httpx.AsyncClient, counting: FakeVLLM
+) -> None:
+    """Ollama's generate goes through the same runner: a prompt over the context is cut
+    (truncate defaults to true), and its answer's ``context`` continues from the cut prompt."""
+    body = {"model": "tiny-llm", "prompt": "word " * 600, "stream": False}
+    resp = await client.post("/api/generate", json=body)
+    assert resp.status_code == 200 and resp.json()["done"] is True
+    path, sent = counting.requests[-1]
+    total = chat_tokens([{"content": body["prompt"]}])
+    assert path == "/v1/completions" and sent["return_token_ids"] is True
+    assert sent["prompt"] == [*range(5), *range(total - 254, total)]
+    refused = await client.post("/api/generate", json={**body, "truncate": False})
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("the input length exceeds the context length")

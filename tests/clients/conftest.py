@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 CHAT_MODEL = "tiny-llm"
-EMBED_MODEL = "tiny-embed"
+EMBED_MODEL = "all-minilm"
 ALIAS = "llama3.2"
 CONTEXT_LENGTH = 512
 

@@ -24,6 +24,18 @@ from langchain_ollama import ChatOllama
 from tests.clients.conftest import ALIAS, CHAT_MODEL, EMBED_MODEL
 
 THINK_MODEL = "tiny-think"
+REAL_MODEL = "smollm2:135m"
+
+
+def get_time(city: str) -> str:
+    """The time in a city.
+
+    Args:
+        city: the city
+    """
+    return "noon"
+
+
 HELLO: list[MessageParam] = [{"role": "user", "content": "Hello, who are you?"}]
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
@@ -140,7 +152,7 @@ def test_capabilities_are_what_vllm_showed(client: ollama.Client, live_adapter: 
     embed = client.show(EMBED_MODEL)
     assert embed.capabilities == ["embedding"]
     info = embed.modelinfo or {}
-    assert info[f"{info['general.architecture']}.embedding_length"] == 128
+    assert info[f"{info['general.architecture']}.embedding_length"] == 384
     listed = httpx.get(f"{live_adapter}/api/tags", timeout=30).json()["models"]
     tags = {m["model"]: m["capabilities"] for m in listed}
     assert tags[f"{THINK_MODEL}:latest"] == ["completion", "tools", "thinking"]
@@ -156,9 +168,12 @@ def test_ollamas_checks_with_the_real_client(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as err:
         client.generate(model=CHAT_MODEL, prompt="def add(a, b):", suffix="\n    return c")
     assert err.value.error == f'"{CHAT_MODEL}" does not support insert'
-    with pytest.raises(ollama.ResponseError) as err:
-        client.generate(model=CHAT_MODEL, prompt="What is this?", images=[PNG])
-    assert err.value.error == f'"{CHAT_MODEL}" does not support images'
+    with pytest.raises(ollama.ResponseError) as err:  # SmolLM2's template drops tools
+        client.chat(model=REAL_MODEL, messages=HELLO, tools=[get_time])
+    assert (err.value.status_code, err.value.error) == (
+        400,
+        f'"{REAL_MODEL}" does not support tools',
+    )
     thought = client.chat(model=THINK_MODEL, messages=HELLO, options={"num_predict": 8})
     assert thought.message.thinking  # a thinking model thinks when think is unset
 

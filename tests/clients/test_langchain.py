@@ -19,7 +19,7 @@ from langchain_ollama import ChatOllama, OllamaEmbeddings, OllamaLLM
 
 MODEL = "tiny-llm"
 ALIAS = "llama3.2"
-EMBED_MODEL = "tiny-embed"
+EMBED_MODEL = "all-minilm"
 QUESTION = "What is 2 plus 3?"
 
 

@@ -21,7 +21,7 @@ import pytest
 
 MODEL = "tiny-llm"
 ALIAS = "llama3.2"
-EMBED_MODEL = "tiny-embed"
+EMBED_MODEL = "all-minilm"
 CONTEXT_LENGTH = 512
 HELLO = [{"role": "user", "content": "Tell me about the sea."}]
 
@@ -397,14 +397,14 @@ async def test_unknown_model_is_a_404_response_error(client: Client) -> None:
         assert "no-such-model" in err.value.error and "not found" in err.value.error
 
 
-async def test_too_long_prompt_is_a_400_response_error(client: Client) -> None:
+async def test_too_long_prompt_is_cut_unless_truncate_is_false(client: Client) -> None:
+    """As Ollama: a prompt over the context is cut (the runner keeps its start and its newest
+    tokens) and answered, streaming or not, chat or generate."""
     long = [{"role": "user", "content": " ".join(["sea"] * 3000)}]
-    with pytest.raises(ollama.ResponseError) as err:
-        await result(client.chat(model=MODEL, messages=long))
-    assert err.value.status_code == 400
-    with pytest.raises(ollama.ResponseError) as err:
-        await collect(client.chat(model=MODEL, messages=long, stream=True))
-    assert err.value.status_code == 400  # refused before the first byte: the status is kept
-    with pytest.raises(ollama.ResponseError) as err:
-        await result(client.generate(model=MODEL, prompt=long[0]["content"]))
-    assert err.value.status_code == 400
+    options = {"num_predict": 4}
+    answer = await result(client.chat(model=MODEL, messages=long, options=options))
+    assert answer.done and answer.prompt_eval_count and answer.prompt_eval_count < CONTEXT_LENGTH
+    parts = await collect(client.chat(model=MODEL, messages=long, stream=True, options=options))
+    assert parts[-1].done and parts[-1].prompt_eval_count < CONTEXT_LENGTH
+    said = await result(client.generate(model=MODEL, prompt=long[0]["content"], options=options))
+    assert said.done and said.prompt_eval_count and said.prompt_eval_count < CONTEXT_LENGTH

@@ -140,17 +140,20 @@ def test_unknown_model_is_a_404_response_error(client: ollama.Client) -> None:
     assert err.value.error == "model 'no-such-model' not found"
 
 
-def test_too_long_prompt_is_vllms_400(client: ollama.Client) -> None:
+def test_too_long_prompt_is_cut_as_ollama_cuts_it_or_vllms_400_without_truncate(
+    client: ollama.Client, adapter_url: str
+) -> None:
     long = " ".join(["sea"] * 3000)
-    for stream in (False, True):
-        with pytest.raises(ollama.ResponseError) as err:
-            result = client.chat(
-                model=MODEL, messages=[{"role": "user", "content": long}], stream=stream
-            )
-            if stream:
-                list(result)
-        assert err.value.status_code == 400
-        assert "maximum context length is 512 tokens" in err.value.error
+    ask = [{"role": "user", "content": long}]
+    whole = client.chat(model=MODEL, messages=ask, options={"num_predict": 8})
+    *_, last = client.chat(model=MODEL, messages=ask, stream=True, options={"num_predict": 8})
+    for answer in (whole, last):
+        assert answer.done is True
+        assert answer.prompt_eval_count and answer.prompt_eval_count < 512
+    body = {"model": MODEL, "messages": [{"role": "user", "content": long}], "truncate": False}
+    refused = httpx.post(f"{adapter_url}/api/chat", json=body, timeout=60)
+    assert refused.status_code == 400
+    assert "maximum context length is 512 tokens" in refused.json()["error"]
 
 
 def test_load_and_unload(client: ollama.Client) -> None:
@@ -244,14 +247,16 @@ def test_metrics_endpoint_counts(adapter_url: str) -> None:
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
-def test_images_to_a_text_only_model_are_refused_as_ollama_does(client: ollama.Client) -> None:
-    """The adapter asked vLLM (a 1x1 image) whether the model reads images; it does not."""
-    with pytest.raises(ollama.ResponseError) as err:
-        client.chat(
-            model=MODEL, messages=[{"role": "user", "content": "What is this?", "images": [PNG]}]
-        )
-    assert err.value.status_code == 400
-    assert err.value.error == f'"{MODEL}" does not support images'
+def test_images_to_a_text_only_model_are_tagged_and_answered(client: ollama.Client) -> None:
+    """The adapter asked vLLM (a 1x1 image) whether the model reads images; it does not, so,
+    as Ollama does, the image becomes an ``[img-0]`` marker in the prompt (more prompt tokens
+    than without it) and the text is answered."""
+    ask = {"role": "user", "content": "What is this?"}
+    options = {"num_predict": 4}
+    plain = client.chat(model=MODEL, messages=[ask], options=options)
+    tagged = client.chat(model=MODEL, messages=[{**ask, "images": [PNG]}], options=options)
+    assert tagged.done is True and plain.prompt_eval_count and tagged.prompt_eval_count
+    assert tagged.prompt_eval_count > plain.prompt_eval_count
 
 
 THINK = "tiny-think"

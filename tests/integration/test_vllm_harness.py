@@ -280,17 +280,17 @@ def test_reasoning_parser_qwen3(vllm_reasoning_url: str) -> None:
 
 def test_embeddings(vllm_embed_url: str) -> None:
     response = httpx.get(f"{vllm_embed_url}/v1/models", timeout=TIMEOUT)
-    assert [m["id"] for m in response.json()["data"]] == ["tiny-embed"]
+    assert [m["id"] for m in response.json()["data"]] == ["all-minilm"]
     response = httpx.post(
         f"{vllm_embed_url}/v1/embeddings",
-        json={"model": "tiny-embed", "input": ["hello world", "why is the sky blue?"]},
+        json={"model": "all-minilm", "input": ["hello world", "why is the sky blue?"]},
         timeout=TIMEOUT,
     )
     assert response.status_code == 200, response.text
     data = response.json()
     vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d["index"])]
     assert len(vectors) == 2
-    assert len(vectors[0]) == len(vectors[1]) == 128
+    assert len(vectors[0]) == len(vectors[1]) == 384  # all-MiniLM-L6-v2's dimension
     for vector in vectors:
         assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, rel_tol=1e-3)
     assert vectors[0] != vectors[1]

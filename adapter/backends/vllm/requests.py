@@ -393,16 +393,29 @@ def model_options(
     return merged
 
 
-def openai_with_defaults(body: dict[str, Any], entry: ModelEntry) -> None:
+#: What Ollama's OpenAI layer samples with where a ``/v1`` request says nothing
+#: (``openai/openai.go``: temperature and top_p 1.0 there, the rest ``api.DefaultOptions()``).
+OPENAI_SAMPLING: Mapping[str, Any] = {**OLLAMA_SAMPLING, "temperature": 1.0, "top_p": 1.0}
+
+
+def openai_with_defaults(
+    body: dict[str, Any], entry: ModelEntry, sampling: Mapping[str, Any] | None = None
+) -> None:
     """A derived model's settings in an OpenAI-style body (``/v1/chat/completions``,
     ``/v1/completions``), as Ollama applies a Modelfile there too: its options where the body
-    sets none of its own, its system prompt and messages before a chat's."""
+    sets none of its own, its system prompt and messages before a chat's; then ``sampling``
+    (Ollama's options, :data:`OPENAI_SAMPLING`) for what neither sets."""
     derived = entry.derived
+    if derived is not None:
+        defaults = sampling_params(derived.options, max_model_len=entry.max_model_len)
+        for key, value in defaults.items():
+            body.setdefault(key, value)
+    if sampling:
+        for key, value in sampling_params(sampling).items():
+            if body.get(key) is None:
+                body[key] = value
     if derived is None:
         return
-    defaults = sampling_params(derived.options, max_model_len=entry.max_model_len)
-    for key, value in defaults.items():
-        body.setdefault(key, value)
     messages = body.get("messages")
     if isinstance(messages, list):
         lead: list[Any] = [{"role": r, "content": c} for r, c in derived.messages]
