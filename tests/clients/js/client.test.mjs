@@ -6,7 +6,8 @@
 // ollama-js throws "Did not receive done or success response in stream." when a chat or
 // generate stream does not end with a `done: true` line, or a pull stream with
 // `status: "success"`; these tests iterate the streams to their end so that error fails them.
-// The tiny model's text is noise: the tests check shapes, counts and errors.
+// The tiny model's text is noise: the tests check shapes, counts and errors; SmolLM2-135M
+// (smollm2:135m, a real model) checks that an answer is right.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Ollama } from 'ollama'
@@ -15,6 +16,21 @@ const host = process.env.OLLAMA_HOST
 assert.ok(host, 'set OLLAMA_HOST to the adapter URL')
 const ollama = new Ollama({ host })
 const MODEL = 'tiny-llm'
+const REAL = 'smollm2:135m'
+
+test('a real model says Paris is the capital of France, streaming and not', async () => {
+  const messages = [{ role: 'user', content: 'What is the capital of France?' }]
+  const options = { temperature: 0 }
+  const whole = await ollama.chat({ model: REAL, messages, options })
+  assert.match(whole.message.content, /Paris/)
+  let streamed = ''
+  for await (const part of await ollama.chat({ model: REAL, messages, options, stream: true })) {
+    streamed += part.message.content
+  }
+  assert.match(streamed, /Paris/)
+  const said = await ollama.generate({ model: REAL, prompt: messages[0].content, options })
+  assert.match(said.response, /Paris/)
+})
 
 test('version is X.Y.Z and at least 0.6.4', async () => {
   const { version } = await ollama.version()
