@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -171,7 +172,11 @@ class Router:
         if self._refresh is not None and not self._refresh.done():
             return
         self._checked_at = self._now()  # one refresh per cache period, even if it fails
-        self._refresh = asyncio.get_running_loop().create_task(self._background_refresh())
+        # A context of its own: the request that happens to start the refresh must not lend it
+        # its id or its forwarded session headers (they would reach vLLM with the model list).
+        self._refresh = asyncio.get_running_loop().create_task(
+            self._background_refresh(), context=contextvars.Context()
+        )
 
     async def _background_refresh(self) -> None:
         try:

@@ -507,3 +507,24 @@ async def test_openai_routes_sample_as_ollamas_openai_layer(fake: FakeVLLM) -> N
     async for c in serve(Settings(vllm_url=await fake.url(), sampling_defaults="model")):
         assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
         assert {k: fake.last[k] for k in sampling if k in fake.last} == {"top_p": 0.5}
+
+
+async def test_probe_answers_that_cannot_be_read_count_as_no(
+    fake: FakeVLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy in front of vLLM that answers a probe 200 with an empty body: the capability is
+    absent (logged), and the user's chat is answered, not a 500."""
+
+    def empty(req: httpx.Request, body: dict[str, Any]) -> httpx.Response | None:
+        if req.url.path in ("/v1/embeddings", "/tokenize"):
+            return httpx.Response(200, content=b"")
+        return None
+
+    fake.handler = empty
+    async for c in serve(Settings(vllm_url=await fake.url())):
+        with caplog.at_level("WARNING", logger="adapter"):
+            resp = await c.post("/api/chat", json={"model": "tiny-llm", "messages": HI})
+        assert resp.status_code == 200, resp.text
+        shown = (await c.post("/api/show", json={"model": "tiny-llm"})).json()
+        assert shown["capabilities"] == ["completion"]
+    assert any("not its JSON" in r.getMessage() for r in caplog.records)

@@ -23,6 +23,7 @@ from adapter.requestctx import RequestIdFilter
 from tests import fixtures
 from tests.api.conftest import listening, serve
 from tests.fake_vllm import FakeVLLM
+from tests.support.clock import Ticks
 
 HI = [{"role": "user", "content": "Hello"}]
 CHAT = {"model": "tiny-llm", "messages": HI}
@@ -381,3 +382,29 @@ async def test_at_shutdown_a_stream_that_ends_within_its_grace_ends_whole(
         rest = [json.loads(line) async for line in lines if line]
     assert rest[-1]["done"] is True and "error" not in rest[-1]
     assert all("error" not in line for line in rest)
+
+
+async def test_the_background_model_list_refresh_carries_no_clients_headers(
+    client: httpx.AsyncClient, fake: FakeVLLM, ticks: Ticks
+) -> None:
+    """The refresh a request starts once the catalogue is old runs in a context of its own:
+    vLLM sees the client's id and session headers on the chat, never on the model list."""
+    await client.post("/api/chat", json={**CHAT, "stream": False})  # the catalogue is built
+    ticks.advance(3600)  # ... and is old now
+    given = {"X-Request-ID": "client-42", "x-session-id": "conversation-9"}
+    seen = len(fake.requests)
+    resp = await client.post("/api/chat", json={**CHAT, "stream": False}, headers=given)
+    assert resp.status_code == 200
+    for _ in range(100):  # the refresh runs beside the chat
+        if any(path == "/v1/models" for path, _ in fake.requests[seen:]):
+            break
+        await asyncio.sleep(0.01)
+    sent = list(zip(fake.requests[seen:], fake.headers[seen:], strict=True))
+    lists = [headers for (path, _), headers in sent if path == "/v1/models"]
+    chats = [headers for (path, _), headers in sent if path == "/v1/chat/completions"]
+    assert lists and chats
+    assert (
+        chats[-1]["x-request-id"] == "client-42" and chats[-1]["x-session-id"] == "conversation-9"
+    )
+    for headers in lists:
+        assert headers.get("x-request-id") != "client-42" and "x-session-id" not in headers

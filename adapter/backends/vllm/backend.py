@@ -214,8 +214,12 @@ class VLLMBackend:
             "POST", "/v1/embeddings", orjson.dumps({"model": model, "input": "probe"})
         )
         if status == 200:
-            data = orjson.loads(content).get("data") or [{}]
-            return Discovered(frozenset({"embedding"}), len(data[0].get("embedding") or []))
+            try:
+                data = orjson.loads(content).get("data") or [{}]
+                return Discovered(frozenset({"embedding"}), len(data[0].get("embedding") or []))
+            except (orjson.JSONDecodeError, AttributeError, IndexError, TypeError):
+                # A proxy in front of vLLM answering 200 with no JSON: not an embedding model.
+                log.warning("vLLM at %s: /v1/embeddings answered what is not its JSON", self.url)
         checks = await asyncio.gather(
             self._takes_tools(model),
             self._accepts("/v1/chat/completions", rq.vision_probe(model)),
