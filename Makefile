@@ -17,9 +17,12 @@ help:
 	@echo "make lock       re-resolve every dependency into constraints.txt (then run the tests)"
 
 $(BIN)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]'
+	@echo "[setup] installing the adapter and its test tools into $(VENV) (first time: 1-2 min)"
+	@start=$$(date +%s); \
+	  $(PYTHON) -m venv $(VENV) && \
+	  $(BIN)/python -m pip install -q --upgrade pip && \
+	  $(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]' && \
+	  echo "[setup] $(VENV) ready in $$(( $$(date +%s) - start )) s"
 	@touch $@
 
 setup: $(BIN)/.installed
