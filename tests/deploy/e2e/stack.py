@@ -24,8 +24,24 @@ from tests.deploy.helpers import PHASES, ROOT, clean_env
 from tests.support.net import free_ports, metric
 
 STANDINS = Path(__file__).resolve().parent / "standins"
-TEXT_MODEL = "qwen2.5:0.5b"
+# Phase 2's vLLM serves the real SmolLM2-135M (make models) from the mounted model folder,
+# under Ollama's library name, which phase 1's Ollama pulls too: the services' configuration
+# names one model in both phases.
+TEXT_MODEL = "smollm2:135m"
 VISION_MODELS = ["llava:7b", "nomic-embed-text"]
+# What the text services ask, and what a right answer holds (app.py sends the question; the
+# ner one with a JSON schema as its ``format``, as an extraction service would).
+QUESTIONS = {
+    "notes": ("What is the capital of France?", None),
+    "ner": (
+        "Ann is 30 years old. Give her name and age as JSON.",
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"],
+        },
+    ),
+}
 # The services and the one call each makes (app.py): model, kind.
 CALLS = {
     "notes": ("chat", TEXT_MODEL),
@@ -82,6 +98,11 @@ class Stack:
         envdir.mkdir()
         for name, (kind, model) in CALLS.items():
             lines = [f"STANDIN_NAME={name}", f"STANDIN_CALL={kind}", f"STANDIN_MODEL={model}"]
+            if name in QUESTIONS:
+                question, schema = QUESTIONS[name]
+                lines.append(f"STANDIN_PROMPT={question}")
+                if schema is not None:
+                    lines.append(f"STANDIN_FORMAT={json.dumps(schema, separators=(',', ':'))}")
             (envdir / f"{name}.env").write_text("\n".join(lines) + "\n")
         (self.workdir / "empty.env").write_text("")
         self.env = clean_env(
@@ -100,14 +121,15 @@ class Stack:
                 "ADAPTER_IMAGE": "llmstack-e2e/adapter:test",
                 "VLLM_IMAGE": "llmstack-e2e/vllm-cpu:test",
                 **{var: self.images["APP_IMAGE"] for var in IMAGE_VARS.values()},
-                # The tiny model built offline by scripts/setup-vllm-cpu.sh.
+                # SmolLM2-135M, prepared offline by scripts/prepare-models.sh (make models).
                 "CPU_MODELS_DIR": str(ROOT / ".cache" / "models"),
-                "MODEL_NAME": "/models/tiny-llm",
-                "SERVED_MODEL_NAME": f"{TEXT_MODEL} qwen2.5:0.5b-instruct",
+                "MODEL_NAME": "/models/smollm2-135m",
+                "SERVED_MODEL_NAME": TEXT_MODEL,
+                "OLLAMA_TEXT_MODELS": TEXT_MODEL,
                 "HF_HUB_OFFLINE": "1",
                 "MAX_MODEL_LEN": "2048",
-                "VLLM_EXTRA_ARGS": "--dtype float32 --enforce-eager --max-num-seqs 8"
-                " --kv-cache-memory-bytes 67108864",
+                "VLLM_CPU_KVCACHE_SPACE": "1",
+                "VLLM_EXTRA_ARGS": "--dtype float32 --enforce-eager --max-num-seqs 8",
                 "VLLM_SHM_SIZE": "1gb",
                 "VLLM_WAIT_TIMEOUT": "420",
                 "WAIT_TIMEOUT": "240",

@@ -9,7 +9,8 @@ its real port) and answers:
   only. ``STANDIN_CALL`` (from the service's env file) says which:
   ``chat`` posts ``/api/chat`` to ``$OLLAMA_URL``, ``embed`` posts ``/api/embed`` to
   ``$VISION_OLLAMA_URL`` (RAG's embeddings), ``vision`` posts ``/api/chat`` with an image to
-  ``$VISION_OLLAMA_URL``; the model is ``STANDIN_MODEL``. It answers what came back:
+  ``$VISION_OLLAMA_URL``; the model is ``STANDIN_MODEL``; a chat asks ``STANDIN_PROMPT`` (under
+  ``STANDIN_FORMAT``, a JSON schema, when set) at temperature 0. It answers what came back:
   ``{"url", "status", "model", "content" | "dimensions" | "error"}``.
 
 Only the standard library: it runs on Debian's bare python3.
@@ -45,13 +46,16 @@ def call() -> tuple[int, dict[str, Any]]:
     else:
         base = os.environ["OLLAMA_URL"]
         path = "/api/chat"
-        message = {"role": "user", "content": f"{name}: summarise this note."}
+        prompt = os.environ.get("STANDIN_PROMPT") or f"{name}: summarise this note."
+        message = {"role": "user", "content": prompt}
         body = {
             "model": model,
             "messages": [message],
             "stream": False,
-            "options": {"num_predict": 8, "temperature": 0},
+            "options": {"num_predict": 32, "temperature": 0},
         }
+        if os.environ.get("STANDIN_FORMAT"):
+            body["format"] = json.loads(os.environ["STANDIN_FORMAT"])
     url = base.rstrip("/") + path
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
     request.add_header("Content-Type", "application/json")
