@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help setup setup-vllm models docker-engine run test test-fast test-deploy lint bench fixtures lock clean
+.PHONY: help setup setup-vllm models docker-engine run test test-fast test-deploy lint bench fixtures lock clean clean-images
 
 help:
 	@echo "make run        set up, then start vLLM on CPU (or use VLLM_URL) and the adapter on :11434"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench      the benchmark matrix (benchmarks/README.md)"
 	@echo "make fixtures   record the real vLLM's answers the tests use (tests/fixtures)"
 	@echo "make lock       re-resolve every dependency into constraints.txt (then run the tests)"
+	@echo "make clean      remove the venvs and .cache (models, logs); make clean-images: test-deploy's images"
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@echo "[setup] installing the adapter and its test tools into $(VENV) (first time: 1-2 min)"
@@ -78,3 +79,10 @@ lock:
 
 clean:
 	rm -rf $(VENV) .venv-vllm .cache .pytest_cache .mypy_cache .ruff_cache
+
+# The images make test-deploy built and keeps for the next run (about 3.9 GB): its stand-ins
+# and the images built on them all carry the stand-ins' label; nobody else's are touched.
+clean-images:
+	@ids=$$(docker image ls -q --filter label=org.llmstack.standin | sort -u); \
+	  if [ -n "$$ids" ]; then docker image rm -f $$ids >/dev/null && echo "removed $$(echo $$ids | wc -w) images"; \
+	  else echo "no test-deploy images"; fi

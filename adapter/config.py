@@ -69,7 +69,9 @@ class Settings(BaseSettings):
         env_prefix="", case_sensitive=False, populate_by_name=True, extra="ignore"
     )
 
-    host: str = Field("0.0.0.0", validation_alias=AliasChoices("host", "ADAPTER_HOST"))
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("host", "ADAPTER_HOST"))
+    """Loopback by default, as Ollama (``OLLAMA_HOST``): a person running it gets no open,
+    keyless port; the images, compose files and manifests set ``0.0.0.0`` themselves."""
     port: int = Field(11434, ge=1, le=65535, validation_alias=AliasChoices("port", "ADAPTER_PORT"))
     vllm_url: str = Field(
         "http://localhost:8000", validation_alias=AliasChoices("vllm_url", "VLLM_URL")

@@ -39,7 +39,7 @@ refuse_busy() {  # refuse_busy PORT...: one line naming the first busy port's pr
 if [[ -n "${VLLM_URL:-}" ]]; then
     refuse_busy "${ADAPTER_PORT}"
     say "using the vLLM at ${VLLM_URL}; adapter on http://127.0.0.1:${ADAPTER_PORT}"
-    exec "$PY" -m adapter --port "${ADAPTER_PORT}" --vllm-url "${VLLM_URL}"
+    exec "$PY" -m adapter --host "${ADAPTER_HOST:-127.0.0.1}" --port "${ADAPTER_PORT}" --vllm-url "${VLLM_URL}"
 fi
 
 model="${VLLM_MODEL:-auto}"
@@ -146,14 +146,14 @@ for i in "${!check_ports[@]}"; do
 done
 say "vLLM is ready after $((SECONDS - wait_started)) s"
 
-"$PY" -m adapter --host "${ADAPTER_HOST:-0.0.0.0}" --port "${ADAPTER_PORT}" --vllm-url "${upstreams}" &
+"$PY" -m adapter --host "${ADAPTER_HOST:-127.0.0.1}" --port "${ADAPTER_PORT}" --vllm-url "${upstreams}" &
 pids+=($!)
 for _ in $(seq 1 100); do
     healthy "http://127.0.0.1:${ADAPTER_PORT}/" && break
     kill -0 "${pids[-1]}" 2>/dev/null || { say "the adapter exited while starting"; stop_all; }
     sleep 0.1
 done
-say "ready in $((SECONDS - START)) s: adapter on http://127.0.0.1:${ADAPTER_PORT} (Ctrl-C stops everything). Try:"
+say "ready in $((SECONDS - START)) s: adapter on http://${ADAPTER_HOST:-127.0.0.1}:${ADAPTER_PORT} (loopback unless ADAPTER_HOST=0.0.0.0; Ctrl-C stops everything). Try:"
 say "  curl localhost:${ADAPTER_PORT}/api/chat -d '{\"model\": \"${chat_name}\", \"messages\": [{\"role\": \"user\", \"content\": \"What is the capital of France?\"}], \"stream\": false}'"
 if [[ -n "$embed_pid" ]]; then
     say "  curl localhost:${ADAPTER_PORT}/api/embed -d '{\"model\": \"all-minilm\", \"input\": \"Why is the sky blue?\"}'"

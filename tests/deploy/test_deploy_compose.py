@@ -206,6 +206,8 @@ def test_vision_services_on_vision_ollama(resolved: ResolvedConfig) -> None:
         }
     adapter_env = env_of(resolved("vllm")["services"]["adapter"])
     assert urlparse(adapter_env["VISION_OLLAMA_URL"]).hostname == "vision-ollama"
+    # The adapter listens on loopback unless told otherwise: in a container it must not.
+    assert adapter_env["ADAPTER_HOST"] == "0.0.0.0"
 
 
 def test_vision_ollama_identical_in_both_phases(resolved: ResolvedConfig) -> None:

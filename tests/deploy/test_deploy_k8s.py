@@ -137,6 +137,7 @@ def test_configmap_points_at_production_stack() -> None:
     assert data["VISION_OLLAMA_URL"] == "http://vision-ollama:11434"
     assert ("Service", "vision-ollama") in objects()
     assert data["ADAPTER_PORT"] == "11434"
+    assert data["ADAPTER_HOST"] == "0.0.0.0"  # the default is loopback; a pod needs all
     assert data["ADAPTER_WORKERS"] == "1"
 
 

@@ -13,7 +13,7 @@ from adapter.config import Settings, parse_aliases
 
 def test_defaults() -> None:
     s = Settings()
-    assert (s.host, s.port, s.vllm_url) == ("0.0.0.0", 11434, "http://localhost:8000")
+    assert (s.host, s.port, s.vllm_url) == ("127.0.0.1", 11434, "http://localhost:8000")
     assert s.vllm_api_key is None and s.model_aliases == {}
 
 
