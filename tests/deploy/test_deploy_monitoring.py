@@ -1,11 +1,16 @@
-"""deploy/monitoring: the scrape configs and the Grafana dashboard use metrics that exist."""
+"""deploy/monitoring: the scrape configs and the Grafana dashboard use metrics that exist, and
+Prometheus's own promtool accepts the configuration and proves every alert rule fires when it
+should and stays silent when it should not (deploy/monitoring/alerts.test.yml)."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from adapter.metrics import Metrics
@@ -117,3 +122,72 @@ def test_alerts_use_metrics_that_exist_and_are_documented() -> None:
     for rule in rules:
         for job in re.findall(r'job="([^"]+)"', rule["expr"]):
             assert job in jobs, (rule["alert"], job)
+
+
+# --------------------------------------------------------------------------- promtool
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    """Prometheus's own tool (scripts/promtool.sh: PATH, or Debian's package, unpacked)."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "promtool.sh")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def promtool_run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_promtool_accepts_the_config_and_the_rules(promtool: str) -> None:
+    for args in (("check", "config", "prometheus.yml"), ("check", "rules", "alerts.yml")):
+        proc = subprocess.run(
+            [promtool, *args], cwd=MON, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "9 rules found" in proc.stdout
+
+
+def test_every_alert_is_unit_tested_firing_and_silent(promtool: str) -> None:
+    """alerts.test.yml shows each alert silent before its ``for:`` and firing after it (on
+    the series that should fire it, and on no other); promtool runs it."""
+    tests = yaml.safe_load((MON / "alerts.test.yml").read_text())["tests"]
+    cases: dict[str, list[bool]] = {}
+    for test in tests:
+        for case in test["alert_rule_test"]:
+            cases.setdefault(case["alertname"], []).append(bool(case["exp_alerts"]))
+    assert set(cases) == {rule["alert"] for rule in alert_rules()}
+    assert all(True in seen and False in seen for seen in cases.values()), cases
+    proc = promtool_run(promtool, "test", "rules", str(MON / "alerts.test.yml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("alert", [rule["alert"] for rule in alert_rules()])
+def test_the_unit_tests_catch_a_wrong_for_or_threshold(
+    promtool: str, tmp_path: Path, alert: str
+) -> None:
+    """Each alert's tests fail when its ``for:`` is doubled, and when its condition can no
+    longer be true: they test the rule, not only its name."""
+    for mutate in ("for", "expr"):
+        cfg = yaml.safe_load((MON / "alerts.yml").read_text())
+        for group in cfg["groups"]:
+            for rule in group["rules"]:
+                if rule["alert"] != alert:
+                    continue
+                if mutate == "for":
+                    rule["for"] = f"{2 * int(rule['for'].rstrip('m'))}m"
+                else:
+                    rule["expr"] = f"({rule['expr']}) and on() vector(0) > 1"
+        (tmp_path / "alerts.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        (tmp_path / "alerts.test.yml").write_text((MON / "alerts.test.yml").read_text())
+        proc = promtool_run(promtool, "test", "rules", str(tmp_path / "alerts.test.yml"))
+        assert proc.returncode != 0, f"{alert}: the tests pass with its {mutate} changed"
+        assert alert in proc.stdout + proc.stderr
