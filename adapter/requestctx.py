@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 #: An id a client may choose: short, and nothing a log or a header could be confused by.
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+#: W3C Trace Context's ``traceparent``: version, trace id, parent id, flags (lower-case hex).
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 @dataclass(slots=True)
@@ -33,6 +35,8 @@ class RequestInfo:
     completion_tokens: int | None = None
     status: int = 0
     first_byte: float = 0.0
+    #: The W3C trace id of the client's ``traceparent`` (32 hex digits), for the access line.
+    trace_id: str | None = None
     #: Headers every upstream call of this request carries: its id and the session headers
     #: vLLM routers use for prefix-aware routing, as the client sent them.
     upstream_headers: dict[str, str] = field(default_factory=dict)
@@ -51,6 +55,17 @@ def request_id(given: bytes | None) -> str:
     if given is not None and _VALID_ID.fullmatch(given):
         return given.decode("ascii")
     return os.urandom(16).hex()  # uuid4().hex's 128 random bits, without the UUID object
+
+
+def trace_id(traceparent: bytes | None) -> str | None:
+    """The trace id of a valid W3C ``traceparent`` (not version ff, no all-zero ids), else
+    None: an invalid one is not passed on, as the specification asks of a participant."""
+    if traceparent is None:
+        return None
+    found = _TRACEPARENT.fullmatch(traceparent.strip())
+    if found is None or found[1] == b"ff" or found[2] == b"0" * 32 or found[3] == b"0" * 16:
+        return None
+    return found[2].decode("ascii")
 
 
 class RequestIdFilter(logging.Filter):

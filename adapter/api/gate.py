@@ -12,7 +12,7 @@ from starlette.types import Message, Scope, Send
 
 from adapter.api.streaming import error_in_shape
 from adapter.config import Settings
-from adapter.requestctx import RequestInfo, request_id
+from adapter.requestctx import RequestInfo, request_id, trace_id
 
 access = logging.getLogger("adapter.access")
 
@@ -30,21 +30,34 @@ class Gate:
         self._log = settings.access_log
 
     def begin(self, scope: Scope) -> RequestInfo:
-        given = None
+        given = parent = state = None
         forwarded: dict[str, str] = {}
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 given = value
+            elif key == b"traceparent":
+                parent = value
+            elif key == b"tracestate":
+                state = value
             elif key in self._forward:
                 forwarded[key.decode("latin-1")] = value.decode("latin-1")
         rid = request_id(given)
-        return RequestInfo(
+        info = RequestInfo(
             rid,
             scope["method"],
             scope["path"],
             time.perf_counter(),
             upstream_headers={"X-Request-ID": rid, **forwarded},
         )
+        if parent is not None:
+            # W3C Trace Context reaches vLLM with the request, so its OpenTelemetry spans (when
+            # it exports them) join the client's trace; tracestate only with a valid parent.
+            info.trace_id = trace_id(parent)
+            if info.trace_id is not None:
+                info.upstream_headers["traceparent"] = parent.strip().decode("ascii")
+                if state is not None:
+                    info.upstream_headers["tracestate"] = state.decode("latin-1")
+        return info
 
     def refusal(self, scope: Scope) -> Response | None:
         """The answer that ends the request before any route sees it (no key, a body over
@@ -112,9 +125,10 @@ class Gate:
             "first_byte_ms": round((info.first_byte - info.start) * 1000, 3)
             if info.first_byte
             else None,
+            "trace_id": info.trace_id,
         }
         access.info(
-            "%s %s %s model=%s backend=%s tokens=%s/%s %.1fms",
+            "%s %s %s model=%s backend=%s tokens=%s/%s %.1fms%s",
             info.method,
             info.path,
             info.status,
@@ -123,6 +137,7 @@ class Gate:
             info.prompt_tokens if info.prompt_tokens is not None else "-",
             info.completion_tokens if info.completion_tokens is not None else "-",
             fields["duration_ms"],
+            f" trace={info.trace_id}" if info.trace_id else "",
             extra={"access": fields},
         )
 

@@ -408,3 +408,44 @@ async def test_the_background_model_list_refresh_carries_no_clients_headers(
     )
     for headers in lists:
         assert headers.get("x-request-id") != "client-42" and "x-session-id" not in headers
+
+
+# --------------------------------------------------------------------------- trace context
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+async def test_w3c_trace_context_reaches_vllm_and_the_access_line(
+    client: httpx.AsyncClient, fake: FakeVLLM, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """A client's traceparent and tracestate go to vLLM with the request (vLLM joins them to
+    its OpenTelemetry spans), and the access line names the trace beside the request id."""
+    given = {"traceparent": TRACEPARENT, "tracestate": "vendor=abc,other=1"}
+    with caplog.at_level(logging.INFO, logger="adapter.access"):
+        resp = await client.post(path, json={**CHAT, "stream": False}, headers=given)
+    assert resp.status_code == 200
+    sent = fake.headers[-1]
+    assert (sent["traceparent"], sent["tracestate"]) == (TRACEPARENT, "vendor=abc,other=1")
+    line = [r for r in caplog.records if r.name == "adapter.access"][-1]
+    assert line.access["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"  # type: ignore[attr-defined]
+    assert line.getMessage().endswith("trace=4bf92f3577b34da6a3ce929d0e0e4736")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # all-zero trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # all-zero parent id
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # forbidden version
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # upper case
+        "not a traceparent",
+    ],
+)
+async def test_an_invalid_traceparent_is_not_passed_on(
+    client: httpx.AsyncClient, fake: FakeVLLM, bad: str
+) -> None:
+    given = {"traceparent": bad, "tracestate": "vendor=abc"}
+    resp = await client.post("/api/chat", json={**CHAT, "stream": False}, headers=given)
+    assert resp.status_code == 200
+    assert "traceparent" not in fake.headers[-1] and "tracestate" not in fake.headers[-1]
