@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.backends.base import Framing
+from adapter.framing import Framing
 from adapter.jsonutil import dumps
 
 #: Anthropic's error types by status (as Ollama maps them, and 413 as Anthropic names it).

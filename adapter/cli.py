@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve Ollama's REST API in front of a vLLM OpenAI-compatible server. "
         "Every flag has an environment variable; the flag wins.",
     )
-    p.add_argument("--host", help="listen address (ADAPTER_HOST, default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument(
+        "--host",
+        help="listen address (ADAPTER_HOST, default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
     p.add_argument("--port", help="listen port (ADAPTER_PORT, default 11434)")
     p.add_argument("--vllm-url", help="vLLM base URL (VLLM_URL, default http://localhost:8000)")
     p.add_argument("--vision-ollama-url", help="reserved: an Ollama for models vLLM does not serve")

@@ -82,7 +82,8 @@ class Metrics:
         )
         self.tokens = Counter(
             "ollama_adapter_tokens",
-            "Tokens reported by the upstream usage, by backend and kind (prompt, completion).",
+            "Tokens vLLM reported (its usage), by backend and kind (prompt, completion). The "
+            "Vision Ollama's answers are relayed as they come, unread, so not counted here.",
             ["backend", "kind"],
             registry=self.registry,
         )
@@ -139,9 +140,3 @@ class Metrics:
             prompt, completion = self._token_counters(backend)
             prompt.inc(usage.get("prompt_tokens") or 0)
             completion.inc(usage.get("completion_tokens") or 0)
-
-    def count_tokens(self, backend: str, answer: Mapping[str, Any]) -> None:
-        """Add an Ollama answer's ``prompt_eval_count``/``eval_count`` to the token counters."""
-        prompt, completion = self._token_counters(backend)
-        prompt.inc(answer.get("prompt_eval_count") or 0)
-        completion.inc(answer.get("eval_count") or 0)

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from adapter.backends.base import Framing
+from adapter.framing import Framing
 from adapter.jsonutil import dumps
 
 _OPENAI_TYPES = {

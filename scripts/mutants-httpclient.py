@@ -78,6 +78,14 @@ MUTANTS = {
         " and not _closed_by_peer(conn):",
         ":",
     ),
+    "idle connections never expire": (
+        "now - conn.idle_since < self.keepalive",
+        "True",
+    ),
+    "idle age read from the loop, not the pool's clock": (
+        "            conn.idle_since = self._now()",
+        "            conn.idle_since = conn.loop.time()",
+    ),
 }
 
 

@@ -17,8 +17,9 @@ from adapter.api.streaming import (
     cancel_on_disconnect,
     json_response,
 )
-from adapter.backends.base import Framing, Relayed, Reply, Target
+from adapter.backends.base import Relayed, Reply, Target
 from adapter.errors import OllamaError
+from adapter.framing import Framing
 from adapter.ollama_api.models import ModelEntry
 from adapter.openai_api import error_message, is_openai_error
 from adapter.requestctx import current

@@ -8,11 +8,12 @@ as it came (``Relayed``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from adapter.framing import Framing
 from adapter.ollama_api.models import ModelEntry
 from adapter.ollama_api.requests import (
     ChatRequest,
@@ -32,16 +33,6 @@ class ByteStream(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Framing:
-    """How a relayed stream is cut into messages, and how one that breaks is ended: the bytes
-    that end a message (``\\n`` for NDJSON, a blank line for SSE) and the last message that
-    says what went wrong. A broken stream loses its unfinished message, never ends inside one."""
-
-    boundary: bytes
-    error: Callable[[str], bytes]
 
 
 @dataclass(frozen=True, slots=True)

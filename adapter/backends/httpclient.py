@@ -33,6 +33,7 @@ import base64
 import select
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import cast
@@ -482,7 +483,9 @@ class Pool:
         headers: Mapping[str, str] | None = None,
         connector: Connector = open_tcp,
         on_resend: Callable[[], None] | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``now``: monotonic seconds, for the idle connections' ages (a test's hand clock)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {public_url(url)!r}")
@@ -510,6 +513,7 @@ class Pool:
         self._closed = False
         self._connector = connector
         self._on_resend = on_resend
+        self._now = now
 
     def request_bytes(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None = None
@@ -535,7 +539,7 @@ class Pool:
         while True:
             if self._closed:
                 raise ConnectError("the client is closed")
-            now = loop.time()
+            now = self._now()
             while self._idle:
                 conn = self._idle.pop()
                 transport = conn.transport
@@ -581,7 +585,7 @@ class Pool:
                 return
             if conn.paused:
                 conn.resume()
-            conn.idle_since = conn.loop.time()
+            conn.idle_since = self._now()
             self._idle.append(conn)
             self._wake_one()
         else:

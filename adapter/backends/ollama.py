@@ -10,12 +10,13 @@ from typing import Any, Literal
 import orjson
 
 from adapter.admission import admission_for
-from adapter.backends.base import Framing, Relayed
+from adapter.backends.base import Relayed
 from adapter.backends.httpclient import public_url
 from adapter.backends.upstream import Upstream, forward
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.errors import OllamaError
+from adapter.framing import Framing
 from adapter.metrics import Metrics
 from adapter.ollama_api.models import ModelEntry, display_name, ordered_capabilities
 from adapter.ollama_api.requests import (
@@ -54,6 +55,7 @@ class OllamaBackend:
             on_error=lambda kind: metrics.upstream_errors.labels("ollama", kind).inc(),
             on_resend=metrics.upstream_resends.labels("ollama").inc,
             admission=admission_for("ollama", settings, metrics),
+            now=clock.monotonic,
         )
 
     async def aclose(self) -> None:

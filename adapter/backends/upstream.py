@@ -7,10 +7,11 @@ our own chosen by measurement (see its docstring and docs/performance.md).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from adapter.admission import Admission
-from adapter.backends.base import Framing, Relayed
+from adapter.backends.base import Relayed
 from adapter.backends.httpclient import (
     ConnectError,
     HTTPError,
@@ -21,6 +22,7 @@ from adapter.backends.httpclient import (
     request,
 )
 from adapter.errors import OllamaError, UpstreamUnavailable
+from adapter.framing import Framing
 from adapter.requestctx import current
 
 log = logging.getLogger("adapter.upstream")
@@ -49,6 +51,7 @@ class Upstream:
         on_error: Callable[[str], None] | None = None,
         on_resend: Callable[[], None] | None = None,
         admission: Admission | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kind = kind
         self.admission = admission
@@ -64,6 +67,7 @@ class Upstream:
             keepalive=KEEPALIVE_SECONDS,
             headers={"Content-Type": "application/json", **(headers or {})},
             on_resend=on_resend,
+            now=now,
         )
 
     async def aclose(self) -> None:

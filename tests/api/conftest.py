@@ -70,15 +70,20 @@ async def listening(settings: Settings) -> AsyncIterator[Listening]:
 
 
 class Listening(uvicorn.Server):
-    """uvicorn's server, with an event set once it listens."""
+    """uvicorn's server, with an event set once it listens and one once its shutdown began."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.listening = asyncio.Event()
+        self.shutting_down = asyncio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         self.listening.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.shutting_down.set()
+        await super().shutdown(sockets)
 
     @property
     def url(self) -> str:

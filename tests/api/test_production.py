@@ -377,7 +377,7 @@ async def test_at_shutdown_a_stream_that_ends_within_its_grace_ends_whole(
         lines = resp.aiter_lines()
         assert json.loads(await anext(lines))["done"] is False
         server.should_exit = True
-        await asyncio.sleep(0.3)  # shutdown has begun; the stream is still open
+        await asyncio.wait_for(server.shutting_down.wait(), 10)  # the stream is still open
         go.set()
         rest = [json.loads(line) async for line in lines if line]
     assert rest[-1]["done"] is True and "error" not in rest[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -112,7 +113,7 @@ async def serving(behave: Behaviour) -> AsyncIterator[Server]:
         srv.close()
 
 
-def pool_for(server: Server, **kw: float) -> Pool:
+def pool_for(server: Server, now: Callable[[], float] = time.monotonic, **kw: float) -> Pool:
     opts: dict[str, float] = {
         "limit": 8,
         "connect_timeout": 2.0,
@@ -127,6 +128,7 @@ def pool_for(server: Server, **kw: float) -> Pool:
         read_timeout=opts["read_timeout"],
         keepalive=opts["keepalive"],
         headers={"Content-Type": "application/json", "Authorization": "Bearer k"},
+        now=now,
     )
 
 
@@ -372,10 +374,16 @@ async def test_garbage_is_a_protocol_error() -> None:
 
 
 async def test_idle_connections_expire_after_keepalive() -> None:
+    """The idle connection's age is read from the pool's clock (a hand clock here), so the
+    test does not depend on how fast this machine runs."""
+    now = [100.0]
     async with serving(echo) as server:
-        pool = pool_for(server, keepalive=0.05)
+        pool = pool_for(server, keepalive=30, now=lambda: now[0])
         await fetch(pool)
-        await asyncio.sleep(0.1)  # longer than keepalive: the connection has expired
+        now[0] += 29.9  # younger than keepalive: reused
+        await fetch(pool)
+        assert server.connections == 1
+        now[0] += 30.1  # idle longer than keepalive: the connection has expired
         await fetch(pool)
         assert server.connections == 2
         await until(lambda: server.open_now == 1)  # the expired one was closed, not left open

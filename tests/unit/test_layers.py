@@ -19,6 +19,7 @@ LAYERS: dict[str, float] = {
     "adapter.clock": 0,
     "adapter.metrics": 0,
     "adapter.requestctx": 0,
+    "adapter.framing": 0,
     "adapter.logs": 0.5,
     "adapter.admission": 0.5,
     "adapter.server": 0,

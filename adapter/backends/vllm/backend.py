@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 
 from adapter.admission import admission_for
-from adapter.backends.base import Framing, Relayed, Reply
+from adapter.backends.base import Relayed, Reply
 from adapter.backends.httpclient import Response, public_url
 from adapter.backends.upstream import TRANSPORT_ERRORS, Upstream, forward
 from adapter.backends.vllm import requests as rq
@@ -22,6 +22,7 @@ from adapter.backends.vllm.stream import StreamTranslator
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.errors import ContextOverflow, OllamaError
+from adapter.framing import Framing
 from adapter.metrics import Metrics
 from adapter.ollama_api.durations import keep_alive_seconds
 from adapter.ollama_api.models import ModelEntry, display_name, ordered_capabilities, show
@@ -77,6 +78,7 @@ class VLLMBackend:
             on_error=lambda kind: metrics.upstream_errors.labels(name, kind).inc(),
             on_resend=metrics.upstream_resends.labels(name).inc,
             admission=admission_for(name, settings, metrics),
+            now=clock.monotonic,
         )
         self._cache_ttl = settings.models_cache_ttl
         self._entries: list[ModelEntry] | None = None
