@@ -128,8 +128,11 @@ _SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE
 
 
 def family(entry: ModelEntry) -> str:
-    """A best guess at the architecture name Ollama would report (``llama``, ``qwen2``, ...)."""
-    text = f"{entry.root or ''} {entry.served} {entry.name}".lower()
+    """A best guess at the architecture name Ollama would report (``llama``, ``qwen2``, ...),
+    from the names and the last part of the model's ``root`` (not the folders above it: a
+    checkout called ``vllm-ollama-adapter`` would make every model a llama)."""
+    root = (entry.root or "").rstrip("/").rsplit("/", 1)[-1]
+    text = f"{entry.served} {entry.name} {root}".lower()
     for needle, fam in _FAMILIES:
         if needle in text:
             return fam

@@ -12,6 +12,7 @@ from adapter.backends.vllm.responses import Timings
 from adapter.backends.vllm.stream import StreamTranslator
 from adapter.errors import OllamaError
 from adapter.jsonutil import dumps, loads_lenient
+from adapter.ollama_api.models import ModelEntry, family
 from adapter.ollama_api.responses import load_response
 from tests import fixtures
 from tests.fake_vllm import chat_chunk, usage_chunk
@@ -300,3 +301,19 @@ def test_images_to_a_text_model_and_tools_without_a_parser_say_so() -> None:
     body = b'{"error":{"message":"\\"auto\\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set","code":400}}'
     err = t.upstream_error(400, body, "m")
     assert err.status == 400 and err.message.startswith('"m" does not support tools')
+
+
+@pytest.mark.parametrize(
+    ("served", "root", "expected"),
+    [
+        ("all-minilm", "/srv/vllm-ollama-adapter/.cache/models/all-minilm", "bert"),
+        ("smollm2:135m", "/home/me/ollama-stuff/smollm2-135m", "llama"),
+        ("qwen2.5:7b", "Qwen/Qwen2.5-7B-Instruct", "qwen2"),
+        ("m", "/models/nomic-embed-text-v1.5", "nomic-bert"),
+    ],
+)
+def test_family_comes_from_the_names_not_the_folders_above_the_model(
+    served: str, root: str, expected: str
+) -> None:
+    """A checkout named vllm-ollama-adapter made every model a llama."""
+    assert family(ModelEntry(f"{served}", served, root=root)) == expected
