@@ -75,6 +75,16 @@ class Derived:
     def __hash__(self) -> int:
         return hash((self.name, self.base, self.system, self.messages))
 
+    def lead(self, messages: list[Any]) -> list[Any]:
+        """A chat's messages with this model's first, as Ollama applies a Modelfile: its
+        ``MESSAGE`` lines, and its ``SYSTEM`` before them unless the chat brings its own. Any
+        route's chat (Ollama's or OpenAI's messages) goes through here."""
+        lead: list[Any] = [{"role": r, "content": c} for r, c in self.messages]
+        first = messages[0] if messages else None
+        if self.system and not (isinstance(first, dict) and first.get("role") == "system"):
+            lead.insert(0, {"role": "system", "content": self.system})
+        return lead + messages
+
     def with_name(self, name: str) -> Derived:
         return dataclasses.replace(self, name=name)
 

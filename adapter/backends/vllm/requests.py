@@ -418,11 +418,7 @@ def openai_with_defaults(
         return
     messages = body.get("messages")
     if isinstance(messages, list):
-        lead: list[Any] = [{"role": r, "content": c} for r, c in derived.messages]
-        first = messages[0] if messages else None
-        if derived.system and not (isinstance(first, dict) and first.get("role") == "system"):
-            lead.insert(0, {"role": "system", "content": derived.system})
-        body["messages"] = lead + messages
+        body["messages"] = derived.lead(messages)
 
 
 def chat_body(
@@ -442,14 +438,8 @@ def chat_body(
     # the model answers the text (its ChatHandler has no vision check).
     vision = "vision" in entry.capabilities
     messages = chat_messages(req.messages or [], clock, vision=vision)
-    derived = entry.derived
-    if derived is not None:
-        # As Ollama: the model's messages first, its system prompt before them unless the
-        # request brings one of its own.
-        lead = [{"role": r, "content": c} for r, c in derived.messages]
-        if derived.system and not (messages and messages[0]["role"] == "system"):
-            lead.insert(0, {"role": "system", "content": derived.system})
-        messages = lead + messages
+    if entry.derived is not None:
+        messages = entry.derived.lead(messages)
     body: dict[str, Any] = {"model": entry.served, "messages": messages}
     tools = tools_param(req.tools)
     if tools is not None:
