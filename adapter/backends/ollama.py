@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,7 +12,7 @@ import orjson
 from adapter.admission import admission_for
 from adapter.backends.base import Relayed
 from adapter.backends.httpclient import public_url
-from adapter.backends.upstream import Upstream, forward
+from adapter.backends.upstream import Passthrough, Upstream, forward
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.errors import OllamaError
@@ -33,7 +33,7 @@ log = logging.getLogger("adapter.ollama")
 NDJSON = Framing(b"\n", error_line)
 
 
-class OllamaBackend:
+class OllamaBackend(Passthrough):
     """Serves the models a real Ollama has (llava, nomic-embed-text) by passing requests on:
     the body as the client sent it, the answer as Ollama gives it (``Backend``)."""
 
@@ -125,23 +125,3 @@ class OllamaBackend:
         body = orjson.loads(reply.body)
         body.setdefault("model_info", {})["general.basename"] = basename
         return Relayed(reply.status, reply.content_type, orjson.dumps(body))
-
-    async def passthrough(
-        self,
-        path: str,
-        body: dict[str, Any],
-        *,
-        stream: bool,
-        framing: Framing,
-        rewrite: Sequence[tuple[bytes, bytes]] = (),
-    ) -> Relayed:
-        """Ollama serves OpenAI's and Anthropic's routes too: ``/v1/*`` goes on as it is."""
-        return await forward(
-            self.upstream,
-            "POST",
-            path,
-            orjson.dumps(body),
-            stream=stream,
-            framing=framing,
-            rewrite=rewrite,
-        )

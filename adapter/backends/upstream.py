@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
 
 from adapter.admission import Admission
 from adapter.backends.base import Relayed
@@ -214,3 +217,24 @@ async def forward(
         for old, new in rewrite:
             body = body.replace(old, new)
     return Relayed(resp.status, content_type, body)
+
+
+class Passthrough:
+    """The ``Backend.passthrough`` both backends share: another API's request (``/v1/*``,
+    which vLLM and Ollama both serve) sent on to ``self.upstream`` as it is."""
+
+    upstream: Upstream
+
+    async def passthrough(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        stream: bool,
+        framing: Framing,
+        rewrite: Sequence[tuple[bytes, bytes]] = (),
+    ) -> Relayed:
+        content = orjson.dumps(body)
+        return await forward(
+            self.upstream, "POST", path, content, stream=stream, framing=framing, rewrite=rewrite
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -12,9 +12,9 @@ from typing import Any, Literal
 import orjson
 
 from adapter.admission import admission_for
-from adapter.backends.base import Relayed, Reply
+from adapter.backends.base import Reply
 from adapter.backends.httpclient import Response, public_url
-from adapter.backends.upstream import TRANSPORT_ERRORS, Upstream, forward
+from adapter.backends.upstream import TRANSPORT_ERRORS, Passthrough, Upstream
 from adapter.backends.vllm import requests as rq
 from adapter.backends.vllm import responses as rs
 from adapter.backends.vllm.relay import NDJSONRelay, collect
@@ -22,7 +22,6 @@ from adapter.backends.vllm.stream import StreamTranslator
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.errors import ContextOverflow, OllamaError
-from adapter.framing import Framing
 from adapter.metrics import Metrics
 from adapter.ollama_api.durations import keep_alive_seconds
 from adapter.ollama_api.models import ModelEntry, display_name, ordered_capabilities, show
@@ -49,7 +48,7 @@ class Discovered:
     embedding_length: int | None = None
 
 
-class VLLMBackend:
+class VLLMBackend(Passthrough):
     """Serves Ollama requests from one vLLM server (``Backend``)."""
 
     kind: Literal["vllm"] = "vllm"
@@ -123,26 +122,6 @@ class VLLMBackend:
                 resp.release()
             raise self._status_error(resp.status, content, model)
         return resp
-
-    async def passthrough(
-        self,
-        path: str,
-        body: dict[str, Any],
-        *,
-        stream: bool,
-        framing: Framing,
-        rewrite: Sequence[tuple[bytes, bytes]] = (),
-    ) -> Relayed:
-        """Pass a request of vLLM's own APIs on as it is (``/v1/*``)."""
-        return await forward(
-            self.upstream,
-            "POST",
-            path,
-            orjson.dumps(body),
-            stream=stream,
-            framing=framing,
-            rewrite=rewrite,
-        )
 
     # ------------------------------------------------------------------ models
 
