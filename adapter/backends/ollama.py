@@ -9,10 +9,9 @@ from typing import Any, Literal
 
 import orjson
 
-from adapter.admission import admission_for
 from adapter.backends.base import Relayed
 from adapter.backends.httpclient import public_url
-from adapter.backends.upstream import Passthrough, Upstream, forward
+from adapter.backends.upstream import Passthrough, forward, upstream_for
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.errors import OllamaError
@@ -46,17 +45,7 @@ class OllamaBackend(Passthrough):
         self._cache_ttl = settings.models_cache_ttl
         self._entries: list[ModelEntry] | None = None
         self._models_at = float("-inf")
-        self.upstream = Upstream(
-            "Ollama",
-            url,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.request_timeout,
-            max_connections=settings.max_connections,
-            on_error=lambda kind: metrics.upstream_errors.labels("ollama", kind).inc(),
-            on_resend=metrics.upstream_resends.labels("ollama").inc,
-            admission=admission_for("ollama", settings, metrics),
-            now=clock.monotonic,
-        )
+        self.upstream = upstream_for("Ollama", self.name, url, settings, metrics, clock)
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

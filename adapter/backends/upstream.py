@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from adapter.admission import Admission
+from adapter.admission import Admission, admission_for
 from adapter.backends.base import Relayed
 from adapter.backends.httpclient import (
     ConnectError,
@@ -24,8 +24,11 @@ from adapter.backends.httpclient import (
     public_url,
     request,
 )
+from adapter.clock import Clock
+from adapter.config import Settings
 from adapter.errors import OllamaError, UpstreamUnavailable
 from adapter.framing import Framing
+from adapter.metrics import Metrics
 from adapter.requestctx import current
 
 log = logging.getLogger("adapter.upstream")
@@ -238,3 +241,28 @@ class Passthrough:
         return await forward(
             self.upstream, "POST", path, content, stream=stream, framing=framing, rewrite=rewrite
         )
+
+
+def upstream_for(
+    kind: str,
+    name: str,
+    url: str,
+    settings: Settings,
+    metrics: Metrics,
+    clock: Clock,
+    headers: Mapping[str, str] | None = None,
+) -> Upstream:
+    """The one way a backend builds its ``Upstream``: the settings' timeouts and pool size,
+    errors and resends counted under the backend's ``name``, its admission turns, its clock."""
+    return Upstream(
+        kind,
+        url,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.request_timeout,
+        max_connections=settings.max_connections,
+        headers=headers,
+        on_error=lambda error: metrics.upstream_errors.labels(name, error).inc(),
+        on_resend=metrics.upstream_resends.labels(name).inc,
+        admission=admission_for(name, settings, metrics),
+        now=clock.monotonic,
+    )

@@ -11,10 +11,9 @@ from typing import Any, Literal
 
 import orjson
 
-from adapter.admission import admission_for
 from adapter.backends.base import Reply
 from adapter.backends.httpclient import Response, public_url
-from adapter.backends.upstream import TRANSPORT_ERRORS, Passthrough, Upstream
+from adapter.backends.upstream import TRANSPORT_ERRORS, Passthrough, upstream_for
 from adapter.backends.vllm import requests as rq
 from adapter.backends.vllm import responses as rs
 from adapter.backends.vllm.relay import NDJSONRelay, collect
@@ -67,18 +66,7 @@ class VLLMBackend(Passthrough):
         headers = {}
         if settings.vllm_api_key is not None:
             headers["Authorization"] = f"Bearer {settings.vllm_api_key.get_secret_value()}"
-        self.upstream = Upstream(
-            "vLLM",
-            url,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.request_timeout,
-            max_connections=settings.max_connections,
-            headers=headers,
-            on_error=lambda kind: metrics.upstream_errors.labels(name, kind).inc(),
-            on_resend=metrics.upstream_resends.labels(name).inc,
-            admission=admission_for(name, settings, metrics),
-            now=clock.monotonic,
-        )
+        self.upstream = upstream_for("vLLM", name, url, settings, metrics, clock, headers)
         self._cache_ttl = settings.models_cache_ttl
         self._entries: list[ModelEntry] | None = None
         self._models_at = float("-inf")
