@@ -154,7 +154,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 say "ready in $((SECONDS - START)) s: adapter on http://${ADAPTER_HOST:-127.0.0.1}:${ADAPTER_PORT} (loopback unless ADAPTER_HOST=0.0.0.0; Ctrl-C stops everything). Try:"
-say "  curl localhost:${ADAPTER_PORT}/api/chat -d '{\"model\": \"${chat_name}\", \"messages\": [{\"role\": \"user\", \"content\": \"What is the capital of France?\"}], \"stream\": false}'"
+say "  curl localhost:${ADAPTER_PORT}/api/chat -d '{\"model\": \"${chat_name}\", \"messages\": [{\"role\": \"user\", \"content\": \"What is the capital of France?\"}], \"stream\": false, \"options\": {\"temperature\": 0}}'"
 if [[ -n "$embed_pid" ]]; then
     say "  curl localhost:${ADAPTER_PORT}/api/embed -d '{\"model\": \"all-minilm\", \"input\": \"Why is the sky blue?\"}'"
 fi
