@@ -11,6 +11,9 @@
 # Options (before or after the command):
 #   --with-apps     also start/check the existing services (compose profile `apps`);
 #                   the same as COMPOSE_PROFILES=apps
+#   --with-monitoring  also start Prometheus, Alertmanager and the blackbox exporter (compose
+#                   profile `monitoring`, compose/monitoring.yml); the same as
+#                   COMPOSE_PROFILES=monitoring. Left running by a switch or a rollback.
 #   --no-rollback   leave a failed phase 2 as it is, for debugging
 #   --cpu           CPU mode (the same as STACK_MODE=cpu)
 #
@@ -61,7 +64,7 @@ fail() {
 }
 
 usage() {
-  sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
 }
 
 phase_file() {
@@ -349,6 +352,7 @@ main() {
   while (($#)); do
     case "$1" in
       --with-apps) export COMPOSE_PROFILES="${COMPOSE_PROFILES:+$COMPOSE_PROFILES,}apps" ;;
+      --with-monitoring) export COMPOSE_PROFILES="${COMPOSE_PROFILES:+$COMPOSE_PROFILES,}monitoring" ;;
       --no-rollback) ROLLBACK=0 ;;
       --cpu) STACK_MODE=cpu ;;
       -h | --help | help) usage; return 0 ;;

@@ -71,7 +71,7 @@ def resolved(run_compose: RunCompose) -> ResolvedConfig:
             proc = run_compose(
                 PHASES[phase],
                 args=["config", "--format", "json"],
-                profiles=["apps"] if apps else None,
+                profiles=["apps", "monitoring"] if apps else None,
             )
             cache[key] = json.loads(proc.stdout)
         return cache[key]

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Prometheus configuration, alert rules and their tests, the dashboard.
+MON = ROOT / "deploy" / "monitoring"
 PHASE1 = ROOT / "docker-compose-separated.yml"
 PHASE2 = ROOT / "docker-compose.vllm.yml"
 PHASES = {"separated": PHASE1, "vllm": PHASE2}
@@ -34,6 +36,11 @@ _PREFIXES = (
     "APPS_",
     "HF_",
     "DOCKER_",
+    "PROMETHEUS_",
+    "ALERTMANAGER_",
+    "BLACKBOX_",
+    "WEBHOOK_",
+    "EXTRA_COMPOSE",
 )
 
 

@@ -127,10 +127,13 @@ def test_env_example_matches_defaults(
     proc = run_compose(
         PHASES[phase],
         args=["config", "--format", "json"],
-        profiles=["apps"],
+        profiles=["apps", "monitoring"],
         env_file=ROOT / "deploy/env.example",
     )
     assert json.loads(proc.stdout)["services"] == resolved(phase)["services"]
+
+
+MONITORING = ["prometheus", "alertmanager", "blackbox-exporter"]
 
 
 def test_profiles_keep_core_alone(resolved: ResolvedConfig) -> None:
@@ -138,9 +141,13 @@ def test_profiles_keep_core_alone(resolved: ResolvedConfig) -> None:
         core = set(resolved(phase, apps=False)["services"])
         full = set(resolved(phase, apps=True)["services"])
         assert not core & set(APPS), f"{phase}: apps start without the profile"
-        assert full - core == set(APPS)
+        assert full - core == set(APPS) | set(MONITORING)
         for app in APPS:
             assert resolved(phase)["services"][app]["profiles"] == ["apps"]
+        for service in MONITORING:
+            assert resolved(phase)["services"][service]["profiles"] == ["monitoring"]
+            # Identical in both phases, so a switch leaves them running.
+            assert resolved(phase)["services"][service] == resolved("vllm")["services"][service]
     assert set(resolved("separated", False)["services"]) == {
         "ollama",
         "ollama-init",
@@ -428,7 +435,10 @@ def test_cpu_mode_reserves_no_gpu_and_gpu_mode_is_unchanged(
     run_compose: RunCompose, resolved: ResolvedConfig, phase: str
 ) -> None:
     proc = run_compose(
-        PHASES[phase], CPU_FILES[phase], args=["config", "--format", "json"], profiles=["apps"]
+        PHASES[phase],
+        CPU_FILES[phase],
+        args=["config", "--format", "json"],
+        profiles=["apps", "monitoring"],
     )
     cpu = json.loads(proc.stdout)["services"]
     gpu = resolved(phase)["services"]

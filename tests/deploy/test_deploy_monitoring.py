@@ -15,9 +15,7 @@ import yaml
 
 from adapter.metrics import Metrics
 from tests import fixtures
-from tests.deploy.helpers import ROOT
-
-MON = ROOT / "deploy" / "monitoring"
+from tests.deploy.helpers import MON, ROOT
 
 
 def vllm_metric_names() -> set[str]:
@@ -56,9 +54,43 @@ def test_compose_scrape_config() -> None:
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     assert jobs["ollama-adapter"]["static_configs"][0]["targets"] == ["adapter:11434"]
     assert jobs["vllm"]["static_configs"][0]["targets"] == ["vllm:8000"]
-    assert all(j["metrics_path"] == "/metrics" for j in jobs.values())
+    assert {jobs[j]["metrics_path"] for j in ("ollama-adapter", "vllm")} == {"/metrics"}
     compose = (ROOT / "docker-compose.vllm.yml").read_text()
     assert "\n  adapter:\n" in compose and "\n  vllm:\n" in compose
+    # The Ollamas have no /metrics: probed through the blackbox exporter's `ollama` module.
+    modules = yaml.safe_load((MON / "blackbox.yml").read_text())["modules"]
+    monitoring = yaml.safe_load((ROOT / "compose" / "monitoring.yml").read_text())["services"]
+    for job, target in (
+        ("ollama-gateway", "http://ollama:11434/"),
+        ("vision-ollama", "http://vision-ollama:11434/"),
+    ):
+        probe = jobs[job]
+        assert probe["metrics_path"] == "/probe" and probe["params"]["module"][0] in modules
+        assert probe["static_configs"][0]["targets"] == [target]
+        address = [r for r in probe["relabel_configs"] if r["target_label"] == "__address__"]
+        assert address[0]["replacement"].split(":")[0] in monitoring
+    alertmanager = cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0]
+    assert alertmanager.split(":")[0] in monitoring
+
+
+def test_both_phases_include_the_same_monitoring_profile() -> None:
+    """One file, included by both phases, every service in the `monitoring` profile: a switch
+    leaves it running. Host ports on loopback; data in named volumes."""
+    for phase in ("docker-compose-separated.yml", "docker-compose.vllm.yml"):
+        assert "compose/monitoring.yml" in yaml.safe_load((ROOT / phase).read_text())["include"]
+    monitoring = yaml.safe_load((ROOT / "compose" / "monitoring.yml").read_text())
+    for name, service in monitoring["services"].items():
+        assert service["profiles"] == ["monitoring"], name
+        assert all(p.startswith("127.0.0.1:") for p in service.get("ports", [])), name
+        assert service["restart"] == "unless-stopped", name
+    volumes = [v.split(":")[0] for s in monitoring["services"].values() for v in s["volumes"]]
+    assert (
+        {"prometheus-data", "alertmanager-data"}
+        <= set(volumes)
+        <= set(monitoring["volumes"]) | {v for v in volumes if v.startswith("../deploy/monitoring")}
+    )
+    for volume in monitoring["volumes"].values():
+        assert volume["name"].startswith("${VOLUME_PREFIX:-llm-stack}-")
 
 
 def test_k8s_scrape_config_matches_manifests() -> None:
@@ -153,7 +185,7 @@ def test_promtool_accepts_the_config_and_the_rules(promtool: str) -> None:
             [promtool, *args], cwd=MON, capture_output=True, text=True, timeout=120, check=False
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "9 rules found" in proc.stdout
+    assert f"{len(alert_rules())} rules found" in proc.stdout
 
 
 def test_every_alert_is_unit_tested_firing_and_silent(promtool: str) -> None:
@@ -170,13 +202,18 @@ def test_every_alert_is_unit_tested_firing_and_silent(promtool: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+#: The condition that keeps a phase-2 alert silent in phase 1 (the other half of phase 2 up).
+GATE = re.compile(r" and on\(\) \(max\(up\{[^}]*\}\) == 1\)")
+
+
 @pytest.mark.parametrize("alert", [rule["alert"] for rule in alert_rules()])
 def test_the_unit_tests_catch_a_wrong_for_or_threshold(
     promtool: str, tmp_path: Path, alert: str
 ) -> None:
     """Each alert's tests fail when its ``for:`` is doubled, and when its condition can no
     longer be true: they test the rule, not only its name."""
-    for mutate in ("for", "expr"):
+    gated = GATE.search(next(r["expr"] for r in alert_rules() if r["alert"] == alert))
+    for mutate in ("for", "expr", "gate") if gated else ("for", "expr"):
         cfg = yaml.safe_load((MON / "alerts.yml").read_text())
         for group in cfg["groups"]:
             for rule in group["rules"]:
@@ -184,8 +221,10 @@ def test_the_unit_tests_catch_a_wrong_for_or_threshold(
                     continue
                 if mutate == "for":
                     rule["for"] = f"{2 * int(rule['for'].rstrip('m'))}m"
-                else:
+                elif mutate == "expr":
                     rule["expr"] = f"({rule['expr']}) and on() vector(0) > 1"
+                else:  # without its phase-2 condition it would fire in phase 1
+                    rule["expr"] = GATE.sub("", rule["expr"])
         (tmp_path / "alerts.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         (tmp_path / "alerts.test.yml").write_text((MON / "alerts.test.yml").read_text())
         proc = promtool_run(promtool, "test", "rules", str(tmp_path / "alerts.test.yml"))

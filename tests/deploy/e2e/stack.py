@@ -24,6 +24,8 @@ from tests.deploy.helpers import PHASES, ROOT, clean_env
 from tests.support.net import free_ports, metric
 
 STANDINS = Path(__file__).resolve().parent / "standins"
+#: The test's Alertmanager receiver (standins/webhook.py), added to both phases.
+WEBHOOK_FILE = Path(__file__).resolve().parent / "alert-webhook.yml"
 # Phase 2's vLLM serves the real SmolLM2-135M (make models) from the mounted model folder,
 # under Ollama's library name, which phase 1's Ollama pulls too: the services' configuration
 # names one model in both phases.
@@ -92,6 +94,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         names = ["OLLAMA_HOST_PORT", "VISION_OLLAMA_HOST_PORT", "VLLM_HOST_PORT"]
+        names += ["PROMETHEUS_HOST_PORT", "ALERTMANAGER_HOST_PORT", "WEBHOOK_HOST_PORT"]
         names += list(PORT_VARS.values())
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         envdir = self.workdir / "env"
@@ -111,7 +114,12 @@ class Stack:
                 "COMPOSE_PROJECT_NAME": self.project,
                 "VOLUME_PREFIX": self.project,
                 "STACK_MODE": "cpu",
-                "COMPOSE_PROFILES": "apps",
+                "COMPOSE_PROFILES": "apps,monitoring",
+                "EXTRA_COMPOSE_FILES": str(WEBHOOK_FILE),
+                "PROMETHEUS_IMAGE": self.images["PROMETHEUS_IMAGE"],
+                "ALERTMANAGER_IMAGE": self.images["ALERTMANAGER_IMAGE"],
+                "BLACKBOX_IMAGE": self.images["BLACKBOX_IMAGE"],
+                "WEBHOOK_IMAGE": self.images["APP_IMAGE"],
                 "OLLAMA_BIND": "127.0.0.1",
                 "APPS_BIND": "127.0.0.1",
                 "APPS_ENV_DIR": str(envdir),
@@ -148,7 +156,7 @@ class Stack:
     def compose(self, phase: str, *args: str, timeout: float = 900) -> str:
         cpu = ROOT / "compose" / f"cpu.{phase}.yml"
         cmd = ["docker", "compose", "--env-file", self.env["ENV_FILE"], "-p", self.project]
-        cmd += ["-f", str(PHASES[phase]), "-f", str(cpu), *args]
+        cmd += ["-f", str(PHASES[phase]), "-f", str(cpu), "-f", str(WEBHOOK_FILE), *args]
         return run(cmd, self.env, timeout=timeout).stdout
 
     def volume(self, name: str) -> str:
@@ -199,6 +207,42 @@ class Stack:
     def vllm_metric(self, name: str) -> float:
         return metric(self.url("VLLM_HOST_PORT"), name)
 
+    def prometheus(self, path: str, **params: str) -> Any:
+        """The running Prometheus's HTTP API (``/api/v1/<path>``): its ``data``."""
+        resp = httpx.get(f"{self.url('PROMETHEUS_HOST_PORT')}/api/v1/{path}", params=params)
+        body = resp.json()
+        assert resp.status_code == 200 and body["status"] == "success", (path, params, body)
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's series."""
+        result: list[dict[str, Any]] = self.prometheus("query", query=expr)["result"]
+        return result
+
+    def alerts(self, name: str, state: str = "firing") -> list[dict[str, Any]]:
+        """The running Prometheus's alerts of that name in that state (pending, firing)."""
+        found: list[dict[str, Any]] = self.prometheus("alerts")["alerts"]
+        return [a for a in found if a["labels"]["alertname"] == name and a["state"] == state]
+
+    def delivered(self) -> list[dict[str, Any]]:
+        """Every alert Alertmanager has sent the test's webhook, oldest first."""
+        payloads = httpx.get(f"{self.url('WEBHOOK_HOST_PORT')}/alerts", timeout=10).json()
+        return [alert for payload in payloads for alert in payload["alerts"]]
+
+    def crash(self, service: str) -> None:
+        """SIGKILL to the service's main process from outside, as the kernel's OOM killer or
+        a fault would: the engine sees a crash and applies the restart policy (``docker kill``
+        would count as a manual stop). A helper container in the host's PID namespace sends it,
+        so the test needs only the Docker socket, not root."""
+        pid = self.container(service)["State"]["Pid"]
+        assert pid > 0, f"{service} is not running"
+        cmd = ["docker", "run", "--rm", "--pid=host", "--network=none", self.images["BASE_IMAGE"]]
+        run([*cmd, "bash", "-c", f"kill -KILL {pid}"], self.env)
+
+    @property
+    def network(self) -> str:
+        return f"{self.project}_default"
+
     # ---- cleanup ---------------------------------------------------------------------
     def down(self) -> None:
         """Removes this project's containers, networks and volumes (and nothing else)."""
@@ -209,6 +253,18 @@ class Stack:
         ).stdout.split()
         if names:
             run(["docker", "volume", "rm", *names], self.env)
+
+    def leftovers(self) -> list[str]:
+        """This project's containers, networks and volumes still on the engine."""
+        label = f"label=com.docker.compose.project={self.project}"
+        found = run(["docker", "ps", "-aq", "--filter", label], self.env).stdout.split()
+        found += run(
+            ["docker", "network", "ls", "-q", "--filter", f"name={self.project}_"], self.env
+        ).stdout.split()
+        found += run(
+            ["docker", "volume", "ls", "-q", "--filter", f"name=^{self.project}-"], self.env
+        ).stdout.split()
+        return found
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:

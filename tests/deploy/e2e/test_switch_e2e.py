@@ -15,15 +15,27 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+import yaml
 
-from tests.deploy.e2e.stack import CALLS, TEXT_MODEL, VISION_MODELS, Stack, build_standins
-from tests.deploy.helpers import APPS
+from tests.deploy.e2e.stack import (
+    CALLS,
+    TEXT_MODEL,
+    VISION_MODELS,
+    Stack,
+    build_standins,
+    run,
+    wait_for,
+)
+from tests.deploy.helpers import APPS, MON
 
 STANDIN = "ollama stand-in"
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+#: The monitoring containers: started with phase 1, left running by every switch.
+MONITORING = ("prometheus", "alertmanager", "blackbox-exporter", "alert-webhook")
 LONG_STORY = {
     "type": "object",
     "properties": {"story": {"type": "string", "minLength": 4000}},
@@ -40,6 +52,51 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.down()
+        assert stack.leftovers() == []
+
+
+MONITORING_IDS: dict[str, str] = {}
+
+
+def scraped(stack: Stack, *jobs: str) -> dict[str, str]:
+    """``up`` of each job's target, as the running Prometheus last scraped it."""
+    series = stack.query(f'up{{job=~"{"|".join(jobs)}"}}')
+    return {s["metric"]["job"]: s["value"][1] for s in series}
+
+
+def probes(stack: Stack) -> dict[str, str]:
+    """``probe_success`` of the blackbox probes (the Ollamas' ``GET /``)."""
+    return {s["metric"]["job"]: s["value"][1] for s in stack.query("probe_success")}
+
+
+def left_running(stack: Stack) -> None:
+    """The monitoring containers are the ones phase 1 started: no switch touched them."""
+    for service in MONITORING:
+        info = stack.container(service)
+        assert info["Id"] == MONITORING_IDS[service] and info["State"]["Running"], service
+
+
+def chat(stack: Stack, model: str = TEXT_MODEL, **extra: object) -> httpx.Response:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "stream": False,
+        "options": {"num_predict": 8, "temperature": 0},
+        **extra,
+    }
+    return httpx.post(f"{stack.url('OLLAMA_HOST_PORT')}/api/chat", json=body, timeout=120)
+
+
+def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
+    start = time.monotonic()
+    resp = call()
+    return resp, time.monotonic() - start
+
+
+def adapter_state(stack: Stack) -> tuple[str, int]:
+    """When the adapter's container last started, and how often the engine restarted it."""
+    info = stack.container("adapter")
+    return info["State"]["StartedAt"], info["RestartCount"]
 
 
 def tail(proc: subprocess.CompletedProcess[str]) -> str:
@@ -89,6 +146,13 @@ def test_phase1_starts_through_switch(stack: Stack) -> None:
     assert [line.split()[-1] for line in downloads(stack, "ollama-models")] == [TEXT_MODEL]
     status = stack.switch("status")
     assert status.returncode == 0 and "phase 1 (all Ollama) is running" in status.stdout
+    # The monitoring profile came up with phase 1: the Ollamas are probed (they have no
+    # /metrics), and the adapter and vLLM, absent in this phase, are down by design.
+    wait_for(lambda: probes(stack) == {"ollama-gateway": "1", "vision-ollama": "1"}, 60, "probes")
+    down = {"ollama-adapter": "0", "vllm": "0"}
+    wait_for(lambda: scraped(stack, *down) == down, 60, "the adapter's and vLLM's scrapes")
+    for service in MONITORING:
+        MONITORING_IDS[service] = stack.container(service)["Id"]
 
 
 def test_up_vllm_serves_the_same_calls_from_vllm(stack: Stack) -> None:
@@ -150,6 +214,193 @@ def test_up_vllm_serves_the_same_calls_from_vllm(stack: Stack) -> None:
 
     status = stack.switch("status")
     assert "phase 2 (vLLM behind the adapter) is running" in status.stdout
+
+
+def test_monitoring_follows_the_switch_to_phase2(stack: Stack) -> None:
+    """The monitoring profile, left running by the switch, scrapes phase 2: the adapter and
+    vLLM are up, the gateway probe now reaches the adapter, every rule is loaded, and
+    Alertmanager is connected."""
+    left_running(stack)
+    wanted = {"ollama-adapter": "1", "vllm": "1"}
+    wait_for(lambda: scraped(stack, *wanted) == wanted, 60, "the adapter and vLLM scraped")
+    assert probes(stack) == {"ollama-gateway": "1", "vision-ollama": "1"}
+    rules = [r for g in stack.prometheus("rules")["groups"] for r in g["rules"]]
+    shipped = yaml.safe_load((MON / "alerts.yml").read_text())["groups"]
+    assert sorted(r["name"] for r in rules) == sorted(
+        r["alert"] for g in shipped for r in g["rules"]
+    )
+    assert all(r["health"] == "ok" for r in rules), rules
+    active = stack.prometheus("alertmanagers")["activeAlertmanagers"]
+    assert [a["url"] for a in active] == ["http://alertmanager:9093/api/v2/alerts"]
+
+
+def test_vision_ollama_stopped_leaves_text_alone(stack: Stack) -> None:
+    """The Vision Ollama stopped: text through the adapter is unaffected; vision calls and the
+    embeddings the adapter forwards fail with Ollama's error; both come back with it."""
+    base = stack.url("OLLAMA_HOST_PORT")
+    vision = {"images": [PNG]}
+
+    def vision_chat() -> httpx.Response:
+        message = {"role": "user", "content": "What is this?", **vision}
+        body = {"model": "llava:7b", "messages": [message], "stream": False}
+        return httpx.post(f"{base}/api/chat", json=body, timeout=60)
+
+    def embed() -> httpx.Response:
+        body = {"model": "nomic-embed-text", "input": "a document"}
+        return httpx.post(f"{base}/api/embed", json=body, timeout=60)
+
+    assert vision_chat().status_code == 200 and embed().status_code == 200
+    stack.compose("vllm", "stop", "vision-ollama", timeout=120)
+    try:
+        resp = chat(stack)
+        assert resp.status_code == 200 and "Paris" in resp.json()["message"]["content"]
+        for call in (vision_chat, embed):
+            resp, took = timed(call)
+            assert resp.status_code in (502, 503), resp.text
+            assert list(resp.json()) == ["error"] and "vision-ollama" in resp.json()["error"]
+            assert took < 15, took
+        assert stack.app_call("notes")["content"]  # a text service, through OLLAMA_URL
+        failed = httpx.get(f"{stack.url('OCR_PORT')}/call", timeout=60)
+        assert failed.status_code == 502  # the OCR service's own vision call
+        wait_for(lambda: probes(stack).get("vision-ollama") == "0", 60, "the probe to fail")
+    finally:
+        stack.compose("vllm", "start", "vision-ollama", timeout=120)
+    wait_for(lambda: vision_chat().status_code == 200, 60, "vision calls to come back")
+    assert embed().status_code == 200
+    assert stack.app_call("ocr")["content"].startswith(STANDIN)
+
+
+def test_vllm_cut_off_the_network_then_back(stack: Stack) -> None:
+    """vLLM's container cut off the stack's network (the adapter can no longer reach it, as
+    in a network partition): the adapter answers fast 503s and /ready says 503; reconnected,
+    it serves again, and it was never restarted."""
+    before = adapter_state(stack)
+    vllm = stack.container("vllm")["Id"]
+    run(["docker", "network", "disconnect", stack.network, vllm], stack.env)
+    try:
+        for _ in range(3):
+            resp, took = timed(lambda: chat(stack))
+            assert resp.status_code == 503, resp.text
+            assert list(resp.json()) == ["error"] and "vllm" in resp.json()["error"]
+            assert took < 15, took  # ADAPTER_CONNECT_TIMEOUT (5 s) bounds it
+        ready = httpx.get(f"{stack.url('OLLAMA_HOST_PORT')}/ready", timeout=30)
+        assert ready.status_code == 503
+    finally:
+        cmd = ["docker", "network", "connect", "--alias", "vllm", stack.network, vllm]
+        run(cmd, stack.env)
+    wait_for(lambda: chat(stack).status_code == 200, 60, "the adapter to serve again")
+    assert httpx.get(f"{stack.url('OLLAMA_HOST_PORT')}/ready", timeout=30).status_code == 200
+    assert adapter_state(stack) == before
+
+
+def test_the_dashboard_reads_live_data(stack: Stack) -> None:
+    """Every panel's expression, sent to the running Prometheus after the stack has served
+    traffic (and the faults above: upstream errors), returns a series; the variables they use
+    resolve."""
+    dashboard = json.loads((MON / "grafana-dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    values = {name: v["current"]["value"] for name, v in variables.items() if v["type"] == "custom"}
+    for name, value in values.items():  # each job variable names a job Prometheus scrapes
+        assert stack.query(f'up{{job="{value}"}}'), name
+    # Grafana's $__rate_interval: four scrape intervals or more, by the range shown; 5m is what
+    # a few hours' range gives, and holds more than the last minute's traffic.
+    values["__rate_interval"] = "5m"
+
+    def empty() -> list[str]:
+        found = []
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                for name, value in sorted(values.items(), key=lambda kv: -len(kv[0])):
+                    expr = expr.replace(f"${name}", value)
+                assert "$" not in expr, (panel["title"], expr)
+                if not stack.query(expr):
+                    found.append(f"{panel['title']}: {expr}")
+        return found
+
+    # A counter's series that appeared with the last faults (the first 503, the first upstream
+    # error) has a rate once Prometheus has scraped it twice.
+    deadline = time.monotonic() + 60
+    while (missing := empty()) and time.monotonic() < deadline:
+        time.sleep(5)
+    raw = {m: len(stack.query(m)) for m in ("ollama_adapter_tokens_total", "up")}
+    assert not missing, "\n".join([*missing, f"series: {raw}"])
+
+
+def test_vllm_killed_under_open_streams(stack: Stack) -> None:
+    """vLLM's process SIGKILLed while two streams are open: each ends with Ollama's error
+    line; new requests get a fast 503; /ready says 503; the running Prometheus fires VllmDown
+    and Alertmanager delivers it; started again, vLLM serves through the same adapter."""
+    before = adapter_state(stack)
+    body = {
+        "model": TEXT_MODEL,
+        "messages": [{"role": "user", "content": "Tell a long story."}],
+        "options": {"num_predict": 600, "temperature": 1.0, "seed": 3},
+        "format": LONG_STORY,
+    }
+    streams: list[list[dict[str, object]]] = [[], []]
+    started = threading.Barrier(3)
+
+    def stream(lines: list[dict[str, object]]) -> None:
+        url = f"{stack.url('OLLAMA_HOST_PORT')}/api/chat"
+        with httpx.stream("POST", url, json=body, timeout=120) as resp:
+            for raw in resp.iter_lines():
+                lines.append(json.loads(raw))
+                if len(lines) == 1:
+                    started.wait(60)
+
+    threads = [threading.Thread(target=stream, args=(lines,)) for lines in streams]
+    for thread in threads:
+        thread.start()
+    started.wait(120)
+    # The engine's own kill: a manual stop, so the container stays down until started again
+    # (the restart policy after a crash is the adapter's test below).
+    run(["docker", "kill", "--signal", "KILL", stack.container("vllm")["Id"]], stack.env)
+    for thread in threads:
+        thread.join(120)
+    try:
+        for lines in streams:
+            assert len(lines) > 1 and all(line.get("done") is False for line in lines[:-1])
+            assert list(lines[-1]) == ["error"], lines[-1]
+        resp, took = timed(lambda: chat(stack))
+        assert resp.status_code == 503 and "vllm" in resp.json()["error"], resp.text
+        assert took < 15, took
+        assert httpx.get(f"{stack.url('OLLAMA_HOST_PORT')}/ready", timeout=30).status_code == 503
+        # VllmDown: for 1m after the first failed scrape (15 s apart), then to Alertmanager.
+        wait_for(lambda: stack.alerts("VllmDown"), 150, "VllmDown to fire")
+        wait_for(
+            lambda: any(
+                a["labels"]["alertname"] == "VllmDown" and a["status"] == "firing"
+                for a in stack.delivered()
+            ),
+            60,
+            "Alertmanager to deliver VllmDown",
+        )
+    finally:
+        stack.compose("vllm", "start", "vllm", timeout=120)
+    wait_for(lambda: chat(stack).status_code == 200, 300, "the adapter to serve again")
+    assert "Paris" in chat(stack).json()["message"]["content"]
+    assert adapter_state(stack) == before
+
+
+def test_adapter_killed_comes_back_with_its_models(stack: Stack) -> None:
+    """The adapter's process SIGKILLed, as a crash: the engine restarts it, and the derived
+    model on its volume is served as before."""
+    started, restarts = adapter_state(stack)
+    stack.crash("adapter")
+    wait_for(
+        lambda: (
+            adapter_state(stack)[1] == restarts + 1
+            and stack.container("adapter")["State"].get("Health", {}).get("Status") == "healthy"
+        ),
+        90,
+        "the engine to restart the adapter",
+    )
+    assert adapter_state(stack)[0] != started
+    tags = httpx.get(f"{stack.url('OLLAMA_HOST_PORT')}/api/tags", timeout=30).json()
+    assert "notes-bot:latest" in [m["name"] for m in tags["models"]], tags
+    resp = chat(stack, "notes-bot")
+    assert resp.status_code == 200 and resp.json()["message"]["content"], resp.text
 
 
 def test_compose_stop_lets_an_open_stream_finish(stack: Stack) -> None:
@@ -221,9 +472,30 @@ def test_a_failed_switch_rolls_back_by_itself(stack: Stack) -> None:
     assert stack.app_call("notes")["content"].startswith(STANDIN)
 
 
+def test_monitoring_is_still_watching_phase1(stack: Stack) -> None:
+    """After the rollback and the failed switch: the same monitoring containers, the probes up,
+    the phase-2 alerts silent (the adapter and vLLM are gone by design), GatewayDown at most
+    pending during a switch, and VllmDown, fired during the crash above, resolved and
+    delivered as such."""
+    left_running(stack)
+    wait_for(lambda: probes(stack) == {"ollama-gateway": "1", "vision-ollama": "1"}, 60, "probes")
+    for name in ("AdapterDown", "VllmDown", "VisionOllamaDown"):
+        assert not stack.alerts(name, "firing") and not stack.alerts(name, "pending"), name
+    # A switch takes the gateway away for less than GatewayDown's minute: pending at most,
+    # and gone once the probe answers again.
+    assert not stack.alerts("GatewayDown", "firing")
+    wait_for(lambda: not stack.alerts("GatewayDown", "pending"), 60, "GatewayDown to clear")
+    resolved = [
+        a
+        for a in stack.delivered()
+        if a["labels"]["alertname"] == "VllmDown" and a["status"] == "resolved"
+    ]
+    assert resolved, stack.delivered()
+
+
 def test_every_host_port_is_on_loopback(stack: Stack) -> None:
     """The test's traffic stays on loopback: every port it published is on 127.0.0.1."""
-    for service in ("ollama", "vision-ollama", *CALLS):
+    for service in ("ollama", "vision-ollama", *CALLS, *MONITORING):
         bindings = stack.container(service)["HostConfig"]["PortBindings"] or {}
         for ports in bindings.values():
             assert {p["HostIp"] for p in ports} == {"127.0.0.1"}, service

