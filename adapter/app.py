@@ -17,12 +17,12 @@ from starlette.types import Receive, Scope, Send
 
 from adapter import logs
 from adapter.api import anthropic, embed, manage, openai, routes
+from adapter.api.answers import error_in_shape, error_response
 from adapter.api.gate import Gate
-from adapter.api.streaming import ClientDisconnected, error_in_shape, error_response
 from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
 from adapter.cors import CORSMiddleware, OriginPolicy
-from adapter.errors import OllamaError
+from adapter.errors import ClientDisconnected, OllamaError
 from adapter.metrics import worker_exited
 from adapter.middleware import MetricsMiddleware, endpoint_label, observe
 from adapter.requestctx import CURRENT

@@ -21,3 +21,7 @@ class UpstreamUnavailable(OllamaError):
 
 class ContextOverflow(OllamaError):
     """The prompt does not fit the model's context window (vLLM's 400)."""
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its answer was ready."""

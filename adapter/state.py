@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
+from starlette.requests import Request
+
 from adapter.backends.base import Backend
 from adapter.backends.ollama import OllamaBackend
 from adapter.backends.vllm import VLLMBackend
@@ -63,3 +65,9 @@ class AppState:
         await self.router.aclose()
         for backend in self.backends:
             await backend.aclose()
+
+
+def state_of(request: Request) -> AppState:
+    """The app's state (created by the lifespan) that serves ``request``."""
+    state: AppState = request.app.state.adapter
+    return state

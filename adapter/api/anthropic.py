@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from adapter.anthropic_api import SSE
-from adapter.api.common import forward_foreign
+from adapter.api.foreign import forward_foreign
 from adapter.errors import OllamaError
 from adapter.ollama_api.models import ModelEntry
 

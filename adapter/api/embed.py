@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from adapter.api.common import answer, parse, read_body, target
-from adapter.api.streaming import cancel_on_disconnect
+from adapter.api.answers import respond
+from adapter.api.inbound import parse, read_body, target
 from adapter.errors import OllamaError
 from adapter.ollama_api.requests import EmbeddingsRequest, EmbedRequest
 
@@ -24,8 +24,7 @@ async def embed(request: Request) -> Response:
     if not req.model:
         raise OllamaError(404, "model '' not found")
     found = await target(request, req.model, missing=_missing(req.model))
-    reply = await cancel_on_disconnect(request, found.backend.embed(req, found.entry, raw))
-    return answer(reply, request)
+    return await respond(request, found.backend.embed(req, found.entry, raw))
 
 
 @router.post("/api/embeddings")
@@ -36,5 +35,4 @@ async def embeddings(request: Request) -> Response:
     if not req.model:
         raise OllamaError(400, "model is required")
     found = await target(request, req.model, missing=_missing(req.model))
-    reply = await cancel_on_disconnect(request, found.backend.embeddings(req, found.entry, raw))
-    return answer(reply, request)
+    return await respond(request, found.backend.embeddings(req, found.entry, raw))

@@ -10,7 +10,7 @@ import time
 from starlette.responses import Response
 from starlette.types import Message, Scope, Send
 
-from adapter.api.streaming import error_in_shape
+from adapter.api.answers import error_in_shape
 from adapter.config import Settings
 from adapter.requestctx import RequestInfo, request_id, trace_id
 

@@ -9,8 +9,8 @@ import hashlib
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from adapter.api.common import answer, parse, read_body, state_of, target
-from adapter.api.streaming import JSON_TYPE, NDJSON_TYPE, cancel_on_disconnect, json_response
+from adapter.api.answers import JSON_TYPE, NDJSON_TYPE, json_response, respond
+from adapter.api.inbound import parse, read_body, target
 from adapter.errors import OllamaError
 from adapter.jsonutil import dumps
 from adapter.ollama_api import modelfile
@@ -24,6 +24,7 @@ from adapter.ollama_api.requests import (
     ShowRequest,
 )
 from adapter.ollama_api.responses import progress_lines
+from adapter.state import state_of
 
 router = APIRouter()
 
@@ -66,7 +67,7 @@ async def show_model(request: Request) -> Response:
     copilot = request.headers.get("user-agent", "").startswith(COPILOT_AGENT)
     basename = name if copilot else None
     show = found.backend.show(found.entry, raw, started, basename)
-    return answer(await cancel_on_disconnect(request, show), request)
+    return await respond(request, show)
 
 
 @router.post("/api/pull")

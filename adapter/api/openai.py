@@ -15,11 +15,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from adapter.api.common import forward_foreign, state_of, target
-from adapter.api.streaming import json_response
-from adapter.backends.vllm.requests import OPENAI_SAMPLING, openai_with_defaults
+from adapter.api.answers import json_response
+from adapter.api.foreign import forward_foreign
+from adapter.api.inbound import target
+from adapter.ollama_api.modelfile import openai_defaults
 from adapter.ollama_api.models import ModelEntry
+from adapter.ollama_api.options import OPENAI_SAMPLING
 from adapter.openai_api import SSE
+from adapter.state import state_of
 
 router = APIRouter()
 
@@ -38,7 +41,7 @@ async def _forward(request: Request, path: str, *, generation: bool = False) -> 
     sampling = OPENAI_SAMPLING if ollama else None
 
     def adjust(body: dict[str, Any], entry: ModelEntry) -> None:
-        openai_with_defaults(body, entry, sampling)
+        openai_defaults(body, entry.derived, max_model_len=entry.max_model_len, sampling=sampling)
 
     return await forward_foreign(request, path, framing=SSE, adjust=adjust)
 

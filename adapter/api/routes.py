@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
 
-from adapter.api.common import answer, parse, read_body, state_of, target
-from adapter.api.streaming import cancel_on_disconnect, json_response
+from adapter.api.answers import json_response, respond
+from adapter.api.inbound import parse, read_body, target
 from adapter.errors import OllamaError
 from adapter.ollama_api.requests import ChatRequest, GenerateRequest
+from adapter.state import state_of
 
 router = APIRouter()
 
@@ -31,8 +32,7 @@ async def chat(request: Request) -> Response:
     if not req.model:
         raise OllamaError(400, "model is required")
     found = await target(request, req.model)
-    reply = await cancel_on_disconnect(request, found.backend.chat(req, found.entry, raw))
-    return answer(reply, request)
+    return await respond(request, found.backend.chat(req, found.entry, raw))
 
 
 @router.post("/api/generate")
@@ -42,8 +42,7 @@ async def generate(request: Request) -> Response:
     if not req.model:
         raise OllamaError(404, "model '' not found")
     found = await target(request, req.model)
-    reply = await cancel_on_disconnect(request, found.backend.generate(req, found.entry, raw))
-    return answer(reply, request)
+    return await respond(request, found.backend.generate(req, found.entry, raw))
 
 
 @router.get("/health")

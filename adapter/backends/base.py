@@ -24,13 +24,23 @@ from adapter.ollama_api.requests import (
 
 
 class ByteStream(Protocol):
-    """Bytes to send as they come, and a way to let go of the upstream (``aclose``).
+    """A streamed answer's bytes (Ollama's NDJSON, or another API's SSE relayed): what every
+    stream a backend hands the routes offers.
 
-    A stream that knows a chunk is its last sets ``ended`` before yielding it, so the end of
-    the body leaves in the same write; it may go on (to finish reading the upstream) after.
+    Iterating yields the bytes to send as they come. A stream that knows a chunk is its last
+    sets ``ended`` before yielding it, so the end of the body leaves in the same write; it may
+    go on (to finish reading the upstream) after, and what it yields then is not sent. One
+    that cannot tell leaves ``ended`` false and the body ends when iteration does.
+    ``error_event`` is the stream's own last message saying why it ends early (an NDJSON
+    error line, an SSE error event), for a stream the server has to end (its shutdown grace is
+    over). ``aclose`` lets go of the upstream: an unfinished request is abandoned there.
     """
 
+    ended: bool
+
     def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def error_event(self, message: str) -> bytes: ...
 
     async def aclose(self) -> None: ...
 

@@ -11,6 +11,7 @@ import orjson
 
 from adapter.backends.base import Relayed
 from adapter.backends.httpclient import public_url
+from adapter.backends.modellist import ModelList
 from adapter.backends.upstream import Passthrough, forward, upstream_for
 from adapter.clock import Clock
 from adapter.config import Settings
@@ -40,35 +41,32 @@ class OllamaBackend(Passthrough):
 
     def __init__(self, url: str, settings: Settings, metrics: Metrics, clock: Clock) -> None:
         self.name = "ollama"
-        self._now = clock.monotonic
         self.url = public_url(url)
-        self._cache_ttl = settings.models_cache_ttl
-        self._entries: list[ModelEntry] | None = None
-        self._models_at = float("-inf")
         self.upstream = upstream_for("Ollama", self.name, url, settings, metrics, clock)
+        self._models = ModelList(self._fetch, ttl=settings.models_cache_ttl, now=clock.monotonic)
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
 
     async def models(self, *, refresh: bool = False) -> list[ModelEntry]:
-        """Ollama's ``/api/tags`` models, cached like vLLM's list."""
-        now = self._now()
-        max_age = 0.5 if refresh else self._cache_ttl
-        if self._entries is not None and now - self._models_at < max_age:
-            return self._entries
+        """Ollama's ``/api/tags`` models, cached as vLLM's list is (``ModelList``)."""
+        return await self._models.get(refresh=refresh)
+
+    async def _fetch(self) -> list[ModelEntry]:
         status, content = await self.upstream.fetch("GET", "/api/tags")
         if status != 200:
             raise OllamaError(502, f"Ollama at {self.url} answered {status} to /api/tags")
-        cards = orjson.loads(content).get("models") or []
-        entries = [
+        try:
+            cards = orjson.loads(content).get("models") or []
+        except (orjson.JSONDecodeError, AttributeError):
+            raise OllamaError(
+                502, f"Ollama at {self.url} answered /api/tags with what is not its JSON"
+            ) from None
+        return [
             self._entry(m)
             for m in cards
             if isinstance(m, dict) and (m.get("model") or m.get("name"))
         ]
-        if self._entries is None or entries != self._entries:
-            self._entries = entries
-        self._models_at = self._now()
-        return self._entries
 
     def _entry(self, card: Mapping[str, Any]) -> ModelEntry:
         name = str(card.get("model") or card.get("name"))

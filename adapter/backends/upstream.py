@@ -142,8 +142,11 @@ class RawRelay:
 
     What follows the last message boundary of a read waits for the rest of its message, so a
     stream that breaks ends with the framing's error message after a whole one, never inside
-    one (a client's parser would choke on the mix).
+    one (a client's parser would choke on the mix). It does not read the messages, so it never
+    knows one is the last: ``ended`` stays false.
     """
+
+    ended = False
 
     def __init__(
         self,

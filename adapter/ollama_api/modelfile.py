@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapter.errors import OllamaError
+from adapter.ollama_api.options import sampling_params
 
 #: Ollama's options (api.Options and api.Runner) and the type of each.
 INT_OPTIONS = frozenset(
@@ -290,3 +291,46 @@ def messages_of(items: Sequence[Mapping[str, Any]] | None) -> tuple[tuple[str, s
             raise ModelfileError('message role must be one of "system", "user", or "assistant"')
         out.append((role, str(item.get("content") or "")))
     return tuple(out)
+
+
+def merged_options(
+    options: Mapping[str, Any] | None,
+    derived: Derived | None,
+    *,
+    top_level: bool = False,
+    defaults: Mapping[str, Any] | None = None,
+) -> Mapping[str, Any] | None:
+    """A request's options over a derived model's (its ``PARAMETER`` lines), over
+    ``defaults`` (Ollama's sampling, ``options.OLLAMA_SAMPLING``); a ``num_predict`` the request
+    gives at the top level wins over the model's too. An option set to ``null`` counts as
+    unset."""
+    if (derived is None or not derived.options) and not defaults:
+        return options
+    merged = dict(defaults or {})
+    if derived is not None:
+        merged.update(derived.options)
+    if top_level:
+        merged.pop("num_predict", None)
+    merged.update((k, v) for k, v in (options or {}).items() if v is not None)
+    return merged
+
+
+def openai_defaults(
+    body: dict[str, Any],
+    derived: Derived | None,
+    *,
+    max_model_len: int | None = None,
+    sampling: Mapping[str, Any] | None = None,
+) -> None:
+    """A derived model applied to an OpenAI body (``/v1/chat/completions``,
+    ``/v1/completions``), as Ollama applies a Modelfile there too: its options, over
+    ``sampling`` (Ollama's options, ``options.OPENAI_SAMPLING``), for every field the body
+    leaves unset (or ``null``); its system prompt and messages before a chat's."""
+    for key, value in sampling_params(
+        merged_options(None, derived, defaults=sampling), max_model_len=max_model_len
+    ).items():
+        if body.get(key) is None:
+            body[key] = value
+    messages = body.get("messages")
+    if derived is not None and isinstance(messages, list):
+        body["messages"] = derived.lead(messages)

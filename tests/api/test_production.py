@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from adapter.admission import BUSY, Admission
+from adapter.api.answers import SHUTTING_DOWN
 from adapter.api.gate import UNAUTHORIZED
-from adapter.api.streaming import SHUTTING_DOWN
 from adapter.config import Settings
 from adapter.logs import JsonFormatter
 from adapter.requestctx import RequestIdFilter

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.api.streaming import SHUTTING_DOWN
+from adapter.api.answers import SHUTTING_DOWN
 from tests.support import procfs
 from tests.support.adapter_proc import REPO_ROOT, adapter_process, running_adapter
 from tests.support.net import free_port

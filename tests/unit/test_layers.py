@@ -25,6 +25,7 @@ LAYERS: dict[str, float] = {
     "adapter.server": 0,
     "adapter.backends.httpclient": 0,
     # Wire formats, bookkeeping.
+    "adapter.ollama_api.options": 0.75,
     "adapter.ollama_api.modelfile": 1,
     "adapter.ollama_api": 1.5,
     "adapter.cors": 1,
@@ -34,11 +35,14 @@ LAYERS: dict[str, float] = {
     "adapter.backends.base": 2,
     "adapter.modelstore": 2,
     "adapter.backends.upstream": 3,
+    "adapter.backends.modellist": 3,
     # The bits of OpenAI's and Anthropic's formats the adapter writes itself.
     "adapter.openai_api": 3,
     "adapter.anthropic_api": 3,
     "adapter.backends.vllm.requests": 4,
+    "adapter.backends.vllm.truncate": 4,
     "adapter.backends.vllm.responses": 4,
+    "adapter.backends.vllm.catalogue": 5,
     "adapter.backends.vllm.stream": 5,
     "adapter.backends.vllm.relay": 6,
     "adapter.backends.vllm.backend": 7,
@@ -48,8 +52,10 @@ LAYERS: dict[str, float] = {
     # Routing, then the HTTP face.
     "adapter.router": 9,
     "adapter.state": 10,
-    "adapter.api.streaming": 11,
-    "adapter.api.common": 12,
+    # A route's trip: parse (inbound), ask (a backend), answer (answers); siblings.
+    "adapter.api.inbound": 11,
+    "adapter.api.answers": 11,
+    "adapter.api.foreign": 12,
     "adapter.api": 13,
     "adapter.app": 14,
     "adapter.cli": 15,

@@ -9,6 +9,8 @@ import pytest
 from adapter.backends.vllm import requests as t
 from adapter.errors import OllamaError
 from adapter.ollama_api.durations import keep_alive_seconds
+from adapter.ollama_api.modelfile import Derived, openai_defaults
+from adapter.ollama_api.options import OPENAI_SAMPLING, sampling_params
 from adapter.ollama_api.responses import created_at
 
 
@@ -25,7 +27,7 @@ def test_every_mappable_option_reaches_vllm_under_its_own_name() -> None:
         "presence_penalty": 0.5,
         "frequency_penalty": 0.25,
     }
-    assert t.sampling_params(options) == {
+    assert sampling_params(options) == {
         "max_tokens": 42,
         "temperature": 0.2,
         "top_p": 0.9,
@@ -51,8 +53,8 @@ def test_unknown_removed_and_null_options_are_ignored() -> None:
         "stop": None,
         "invented_key": "x",
     }
-    assert t.sampling_params(options) == {}
-    assert t.sampling_params(None) == {}
+    assert sampling_params(options) == {}
+    assert sampling_params(None) == {}
 
 
 @pytest.mark.parametrize(
@@ -69,18 +71,18 @@ def test_unknown_removed_and_null_options_are_ignored() -> None:
     ],
 )
 def test_option_edge_values(options: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert t.sampling_params(options) == expected
+    assert sampling_params(options) == expected
 
 
 def test_num_predict_is_clamped_to_the_context_and_top_level_value_is_used() -> None:
-    assert t.sampling_params({"num_predict": 5000}, max_model_len=512) == {"max_tokens": 512}
-    assert t.sampling_params(None, num_predict=9) == {"max_tokens": 9}
-    assert t.sampling_params({"num_predict": 4}, num_predict=9) == {"max_tokens": 4}
+    assert sampling_params({"num_predict": 5000}, max_model_len=512) == {"max_tokens": 512}
+    assert sampling_params(None, num_predict=9) == {"max_tokens": 9}
+    assert sampling_params({"num_predict": 4}, num_predict=9) == {"max_tokens": 4}
 
 
 def test_completions_without_a_limit_ask_for_the_whole_context() -> None:
-    assert t.sampling_params(None, max_model_len=512, completions=True) == {"max_tokens": 512}
-    assert t.sampling_params({"num_predict": 8}, max_model_len=512, completions=True) == {
+    assert sampling_params(None, max_model_len=512, completions=True) == {"max_tokens": 512}
+    assert sampling_params({"num_predict": 8}, max_model_len=512, completions=True) == {
         "max_tokens": 8
     }
 
@@ -98,7 +100,7 @@ def test_completions_without_a_limit_ask_for_the_whole_context() -> None:
 )
 def test_wrong_option_types_are_rejected_like_ollama(options: dict[str, Any], message: str) -> None:
     with pytest.raises(OllamaError) as err:
-        t.sampling_params(options)
+        sampling_params(options)
     assert err.value.status == 400
     assert err.value.message == message
 
@@ -201,3 +203,24 @@ def test_created_at_is_rfc3339_utc_with_trimmed_nanoseconds() -> None:
     assert created_at(1_700_000_000_123_456_000) == "2023-11-14T22:13:20.123456Z"
     assert created_at(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
     assert created_at(1_700_000_000_000_000_001) == "2023-11-14T22:13:20.000000001Z"
+
+
+def test_a_derived_model_fills_an_openai_body_under_what_it_sets() -> None:
+    """``/v1`` bodies: the body's own fields win; a derived model's options over Ollama's
+    sampling defaults fill what it leaves unset or null; its system prompt leads a chat."""
+    derived = Derived(
+        "notes", "tiny", system="Be brief.", options={"temperature": 0.2, "num_predict": 5000}
+    )
+    body: dict[str, Any] = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "top_p": 0.5,
+        "temperature": None,
+    }
+    openai_defaults(body, derived, max_model_len=512, sampling=OPENAI_SAMPLING)
+    assert body["temperature"] == 0.2 and body["top_p"] == 0.5
+    assert body["top_k"] == 40 and body["max_tokens"] == 512
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    plain: dict[str, Any] = {"model": "m", "prompt": "x"}
+    openai_defaults(plain, None)
+    assert plain == {"model": "m", "prompt": "x"}

@@ -9,9 +9,11 @@ import orjson
 import pytest
 
 from adapter.backends.vllm import requests as t
+from adapter.backends.vllm import truncate
 from adapter.errors import OllamaError
 from adapter.ollama_api.modelfile import Derived
 from adapter.ollama_api.models import ModelEntry
+from adapter.ollama_api.options import OLLAMA_SAMPLING
 from adapter.ollama_api.requests import ChatRequest, GenerateRequest, Message
 from tests.support.clock import fake_clock
 
@@ -282,7 +284,7 @@ def test_ollamas_sampling_defaults_fill_what_the_request_and_the_model_leave_uns
     )
     plain = t.chat_body(req, entry, stream=False, clock=fake_clock())
     assert not {"top_k", "top_p", "min_p", "repetition_penalty"} & plain.keys()
-    body = t.chat_body(req, entry, stream=False, clock=fake_clock(), defaults=t.OLLAMA_SAMPLING)
+    body = t.chat_body(req, entry, stream=False, clock=fake_clock(), defaults=OLLAMA_SAMPLING)
     assert {k: body[k] for k in ("temperature", "top_k", "top_p", "min_p")} == {
         "temperature": 0.0,
         "top_k": 40,
@@ -290,25 +292,31 @@ def test_ollamas_sampling_defaults_fill_what_the_request_and_the_model_leave_uns
         "min_p": 0.0,
     }
     assert body["repetition_penalty"] == 1.0 and "max_tokens" not in body
-    body = t.chat_body(req, derived, stream=False, clock=fake_clock(), defaults=t.OLLAMA_SAMPLING)
+    body = t.chat_body(req, derived, stream=False, clock=fake_clock(), defaults=OLLAMA_SAMPLING)
     assert (body["top_p"], body["max_tokens"], body["temperature"]) == (0.5, 7, 0.0)
     gen = GenerateRequest.model_validate({"model": "m", "prompt": "x", "raw": True})
-    _, body = t.generate_body(gen, entry, stream=False, defaults=t.OLLAMA_SAMPLING)
+    _, body = t.generate_body(gen, entry, stream=False, defaults=OLLAMA_SAMPLING)
     assert (body["temperature"], body["top_k"]) == (0.8, 40)
 
 
 def test_a_prompt_longer_than_the_context_is_cut_as_ollamas_runner_cuts_it() -> None:
     tokens = list(range(1000))
-    assert t.cut_prompt(tokens[:511], 512, 4) == tokens[:511]  # fits: untouched
-    cut = t.cut_prompt(tokens, 512, 4)
+    assert truncate.cut_prompt(tokens[:511], 512, 4) == tokens[:511]  # fits: untouched
+    cut = truncate.cut_prompt(tokens, 512, 4)
     # num_keep + 1 first tokens, then the newest, to 512 - (512 - 5) // 2 = 259 in all
     assert cut == [0, 1, 2, 3, 4, *range(1000 - 254, 1000)] and len(cut) == 259
-    assert t.cut_prompt(tokens, 512, 1000)[:511] == tokens[:511]  # keep clamped to the context
-    assert (t.num_keep(None), t.num_keep({"num_keep": 9}), t.num_keep({"num_keep": -1})) == (
+    assert (
+        truncate.cut_prompt(tokens, 512, 1000)[:511] == tokens[:511]
+    )  # keep clamped to the context
+    assert (
+        truncate.num_keep(None),
+        truncate.num_keep({"num_keep": 9}),
+        truncate.num_keep({"num_keep": -1}),
+    ) == (
         4,
         9,
         4,
     )
     chat = {"model": "m", "messages": [], "tools": [], "temperature": 0.8, "max_tokens": 5000}
-    body = t.completions_over_tokens(chat, cut, 512)
+    body = truncate.completions_over_tokens(chat, cut, 512)
     assert body == {"model": "m", "prompt": cut, "temperature": 0.8, "max_tokens": 512 - 259}

@@ -1,4 +1,4 @@
-"""The NDJSON response lets go of the upstream when the client disconnects."""
+"""The streamed answer lets go of the upstream when the client disconnects."""
 
 from __future__ import annotations
 
@@ -7,10 +7,19 @@ from collections.abc import AsyncIterator
 
 from starlette.types import Message
 
-from adapter.api.streaming import NDJSONStream
+from adapter.api.answers import StreamingAnswer
 
 
-class SlowUpstream:
+class Stream:
+    """What every ``ByteStream`` offers besides its bytes and ``aclose``."""
+
+    ended = False
+
+    def error_event(self, message: str) -> bytes:
+        return b'{"error":"' + message.encode() + b'"}\n'
+
+
+class SlowUpstream(Stream):
     """Yields one chunk, then waits as a queued vLLM request would; records closing."""
 
     def __init__(self) -> None:
@@ -40,7 +49,7 @@ async def test_disconnect_closes_the_upstream_while_it_is_silent() -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    response = NDJSONStream(upstream, on_disconnect=lambda: disconnected.append(True))
+    response = StreamingAnswer(upstream, on_disconnect=lambda: disconnected.append(True))
     task = asyncio.ensure_future(response({"type": "http"}, receive, send))
     await upstream.first_sent.wait()
     assert not upstream.closed
@@ -53,7 +62,7 @@ async def test_disconnect_closes_the_upstream_while_it_is_silent() -> None:
 
 
 async def test_complete_stream_ends_the_body_and_closes() -> None:
-    class Short:
+    class Short(Stream):
         closed = False
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -72,7 +81,7 @@ async def test_complete_stream_ends_the_body_and_closes() -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await asyncio.wait_for(NDJSONStream(upstream)({"type": "http"}, receive, send), 2)
+    await asyncio.wait_for(StreamingAnswer(upstream)({"type": "http"}, receive, send), 2)
     assert [m.get("body") for m in sent[1:]] == [b"x\n", b""]
     assert sent[-1]["more_body"] is False
     assert upstream.closed
@@ -85,8 +94,7 @@ async def test_finishing_the_upstream_after_the_last_line_is_not_a_disconnect() 
 
     watching = asyncio.Event()
 
-    class Ending:
-        ended = False
+    class Ending(Stream):
         drained = False
         closed = False
 
@@ -117,7 +125,7 @@ async def test_finishing_the_upstream_after_the_last_line_is_not_a_disconnect() 
         if message.get("more_body") is False:
             complete.set()  # as uvicorn: the response is complete
 
-    response = NDJSONStream(upstream, on_disconnect=lambda: disconnected.append(True), grace=0)
+    response = StreamingAnswer(upstream, on_disconnect=lambda: disconnected.append(True), grace=0)
     await asyncio.wait_for(response({"type": "http"}, receive, send), 2)
     assert [m.get("body") for m in sent[1:]] == [b"a\n", b"last\n"]
     assert sent[-1]["more_body"] is False

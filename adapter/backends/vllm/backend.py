@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -13,9 +11,12 @@ import orjson
 
 from adapter.backends.base import Reply
 from adapter.backends.httpclient import Response, public_url
+from adapter.backends.modellist import ModelList
 from adapter.backends.upstream import TRANSPORT_ERRORS, Passthrough, upstream_for
 from adapter.backends.vllm import requests as rq
 from adapter.backends.vllm import responses as rs
+from adapter.backends.vllm import truncate
+from adapter.backends.vllm.catalogue import Catalogue
 from adapter.backends.vllm.relay import NDJSONRelay, collect
 from adapter.backends.vllm.stream import StreamTranslator
 from adapter.clock import Clock
@@ -23,7 +24,8 @@ from adapter.config import Settings
 from adapter.errors import ContextOverflow, OllamaError
 from adapter.metrics import Metrics
 from adapter.ollama_api.durations import keep_alive_seconds
-from adapter.ollama_api.models import ModelEntry, display_name, ordered_capabilities, show
+from adapter.ollama_api.models import ModelEntry, show
+from adapter.ollama_api.options import OLLAMA_SAMPLING
 from adapter.ollama_api.requests import (
     ChatRequest,
     EmbeddingsRequest,
@@ -34,17 +36,6 @@ from adapter.ollama_api.responses import EmbedResponse, load_response
 from adapter.requestctx import current
 
 log = logging.getLogger("adapter.vllm")
-
-#: How long asking vLLM what its new models can do may take before the list is served anyway.
-DISCOVERY_SECONDS = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Discovered:
-    """What vLLM's answers showed a model can do."""
-
-    capabilities: frozenset[str]
-    embedding_length: int | None = None
 
 
 class VLLMBackend(Passthrough):
@@ -59,18 +50,21 @@ class VLLMBackend(Passthrough):
         self.url = public_url(url)
         self.clock = clock
         self._metrics = metrics
-        self._probe = settings.probe_capabilities
         self._answer_room = settings.answer_room
-        self._sampling = rq.OLLAMA_SAMPLING if settings.sampling_defaults == "ollama" else None
-        self._discovered: dict[str, Discovered] = {}
+        self._sampling = OLLAMA_SAMPLING if settings.sampling_defaults == "ollama" else None
         headers = {}
         if settings.vllm_api_key is not None:
             headers["Authorization"] = f"Bearer {settings.vllm_api_key.get_secret_value()}"
         self.upstream = upstream_for("vLLM", name, url, settings, metrics, clock, headers)
-        self._cache_ttl = settings.models_cache_ttl
-        self._entries: list[ModelEntry] | None = None
-        self._models_at = float("-inf")
-        self._models_lock = asyncio.Lock()
+        self.catalogue = Catalogue(
+            name,
+            self.upstream,
+            probe=settings.probe_capabilities,
+            status_error=self._status_error,
+        )
+        self._models = ModelList(
+            self.catalogue.fetch, ttl=settings.models_cache_ttl, now=clock.monotonic
+        )
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
@@ -114,123 +108,10 @@ class VLLMBackend(Passthrough):
     # ------------------------------------------------------------------ models
 
     async def models(self, *, refresh: bool = False) -> list[ModelEntry]:
-        """The models vLLM serves, cached for ``models_cache_ttl`` seconds.
-
-        ``refresh`` asks again (a name was not found), but at most twice a second, so a
-        client repeating an unknown name cannot turn each request into two.
-        """
-        now = self.clock.monotonic
-        max_age = 0.5 if refresh else self._cache_ttl
-        if self._entries is not None and now() - self._models_at < max_age:
-            return self._entries
-        async with self._models_lock:
-            if self._entries is not None and now() - self._models_at < max_age:
-                return self._entries
-            status, content = await self.upstream.fetch("GET", "/v1/models")
-            if status != 200:
-                raise self._status_error(status, content, None)
-            data = orjson.loads(content).get("data") or []
-            cards = [m for m in data if isinstance(m, dict) and m.get("id")]
-            await self._discover_new(cards)
-            entries = [self._entry(card) for card in cards]
-            if self._entries is None or entries != self._entries:
-                self._entries = entries
-            self._models_at = now()
-            return self._entries
-
-    async def _discover_new(self, cards: list[dict[str, Any]]) -> None:
-        """Ask what each model not seen before can do (the list changed)."""
-        new = [str(c["id"]) for c in cards if str(c["id"]) not in self._discovered]
-        if not new:
-            return
-        try:
-            async with asyncio.timeout(DISCOVERY_SECONDS):
-                found = await asyncio.gather(*(self._capabilities(m) for m in new))
-        except (TimeoutError, OllamaError) as exc:
-            log.warning("vLLM at %s: capabilities not known yet (%r)", self.url, exc)
-            return
-        self._discovered.update(zip(new, found, strict=True))
-
-    def _entry(self, card: Mapping[str, Any]) -> ModelEntry:
-        served = str(card["id"])
-        found = self._discovered.get(served, Discovered(frozenset({"completion"})))
-        return ModelEntry(
-            name=display_name(served),
-            served=served,
-            backend=self.name,
-            max_model_len=card.get("max_model_len"),
-            root=card.get("root"),
-            capabilities=ordered_capabilities(found.capabilities),
-            embedding_length=found.embedding_length,
-        )
-
-    async def _capabilities(self, model: str) -> Discovered:
-        """What ``model`` can do, asked of vLLM, once per model (``ADAPTER_PROBE_CAPABILITIES``).
-
-        vLLM says none of it in its model list, but its answers tell: a pooling model answers
-        ``/v1/embeddings`` (and its vector's length is the embedding length); tools need a chat
-        template that renders them (``/tokenize`` with and without a tool differs) and a server
-        with a tool parser (it refuses ``tool_choice: auto`` otherwise); a text-only model
-        refuses an image (400 "is not a multimodal model"); a model without fill-in-the-middle
-        refuses ``suffix``; and a chat template that toggles thinking renders the same chat
-        differently with ``enable_thinking`` true and false. Each generating probe asks for one
-        token; all run at once. A probe that fails counts as "no"; one that cannot finish in
-        ``DISCOVERY_SECONDS`` leaves the model to be asked again at the next list.
-        """
-        if not self._probe:
-            return Discovered(frozenset({"completion"}))
-        status, content = await self.upstream.fetch(
-            "POST", "/v1/embeddings", orjson.dumps({"model": model, "input": "probe"})
-        )
-        if status == 200:
-            try:
-                data = orjson.loads(content).get("data") or [{}]
-                return Discovered(frozenset({"embedding"}), len(data[0].get("embedding") or []))
-            except (orjson.JSONDecodeError, AttributeError, IndexError, TypeError):
-                # A proxy in front of vLLM answering 200 with no JSON: not an embedding model.
-                log.warning("vLLM at %s: /v1/embeddings answered what is not its JSON", self.url)
-        checks = await asyncio.gather(
-            self._takes_tools(model),
-            self._accepts("/v1/chat/completions", rq.vision_probe(model)),
-            self._accepts("/v1/completions", rq.insert_probe(model)),
-            self._renders_differently(
-                rq.thinking_probe(model, True), rq.thinking_probe(model, False)
-            ),
-        )
-        found = {"completion"}
-        for name, ok in zip(("tools", "vision", "insert", "thinking"), checks, strict=True):
-            if ok:
-                found.add(name)
-        log.info("vLLM at %s, %s: %s", self.url, model, ", ".join(sorted(found)))
-        return Discovered(frozenset(found))
-
-    async def _accepts(self, path: str, body: dict[str, Any]) -> bool:
-        status, _ = await self.upstream.fetch("POST", path, orjson.dumps(body))
-        return status == 200
-
-    async def _takes_tools(self, model: str) -> bool:
-        """Tools, as Ollama decides them: the chat template renders them (the prompt changes
-        when a tool is added), and the server can turn the answer into calls (a tool parser:
-        it accepts ``tool_choice: auto``)."""
-        renders = await self._renders_differently(
-            rq.tools_template_probe(model, True), rq.tools_template_probe(model, False)
-        )
-        return renders and await self._accepts("/v1/chat/completions", rq.tools_probe(model))
-
-    async def _renders_differently(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
-        """Whether vLLM's ``/tokenize`` gives two chats different tokens; an answer that is not
-        a 200 or cannot be read counts as "no"."""
-        rendered = []
-        for body in (first, second):
-            status, content = await self.upstream.fetch("POST", "/tokenize", orjson.dumps(body))
-            if status != 200:
-                return False
-            try:
-                rendered.append(orjson.loads(content)["tokens"])
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                log.warning("vLLM at %s: /tokenize answered what is not its JSON", self.url)
-                return False
-        return bool(rendered[0] != rendered[1])
+        """The models vLLM serves and what each can do (``catalogue.py``), cached for
+        ``models_cache_ttl`` seconds; ``refresh`` (a name was not found) asks again, at most
+        twice a second."""
+        return await self._models.get(refresh=refresh)
 
     async def health(self) -> dict[str, Any]:
         """Whether vLLM answers ``/health`` and which models it serves."""
@@ -281,10 +162,16 @@ class VLLMBackend(Passthrough):
         path = "/v1/chat/completions"
         try:
             resp = await self._send(path, body, req.model, translator)
-        except ContextOverflow as overflow:
-            if req.truncate is False:
+        except ContextOverflow:
+            if req.truncate is False or not entry.max_model_len:
                 raise
-            path, body = await self._truncated(body, entry, req.model, overflow, req.options)
+            path, body = await truncate.fit_chat(
+                body,
+                entry.max_model_len,
+                self._tokenizer(req.model),
+                options=req.options,
+                room=self._answer_room,
+            )
             translator = translator_for(path == "/v1/completions")
             resp = await self._send(path, body, req.model, translator)
         return await self._answer(resp, translator)
@@ -324,14 +211,10 @@ class VLLMBackend(Passthrough):
                 raise
             # As Ollama's runner: the prompt's start and its newest tokens, then the answer.
             tokens = await self._prompt_tokens(body, req.model)
-            prompt = rq.cut_prompt(tokens, entry.max_model_len, rq.num_keep(req.options))
-            log.info(
-                "prompt longer than the context: %d of %d tokens kept", len(prompt), len(tokens)
-            )
-            body = rq.completions_over_tokens(body, prompt, entry.max_model_len)
+            body = truncate.runner_cut(body, tokens, entry.max_model_len, req.options)
             if context is not False:
                 body["return_token_ids"] = True
-            translator = translator_for(True, prompt if context is not False else False)
+            translator = translator_for(True, body["prompt"] if context is not False else False)
             resp = await self._send("/v1/completions", body, req.model, translator)
         return await self._answer(resp, translator)
 
@@ -341,11 +224,19 @@ class VLLMBackend(Passthrough):
         if isinstance(prompt, list):
             return [int(t) for t in prompt]
         if "messages" in body:
-            ask = rq.tokenize_body(body, body["messages"])
+            ask = truncate.tokenize_body(body, body["messages"])
         else:
             ask = {"model": body["model"], "prompt": prompt or ""}
-        answer = await self.post("/tokenize", ask, model=model)
-        return list(answer.get("tokens") or ())
+        return await self._tokenizer(model)(ask)
+
+    def _tokenizer(self, model: str) -> truncate.Tokenize:
+        """vLLM's ``/tokenize``, its errors in Ollama's terms for ``model``."""
+
+        async def tokens(ask: dict[str, Any]) -> list[int]:
+            answer = await self.post("/tokenize", ask, model=model)
+            return list(answer.get("tokens") or ())
+
+        return tokens
 
     async def _continuation_prompt(self, req: GenerateRequest, body: dict[str, Any]) -> list[int]:
         """The earlier answer's ``context`` followed by the new turn as vLLM templates it."""
@@ -369,69 +260,6 @@ class VLLMBackend(Passthrough):
         if translator.collecting:
             return await collect(self.upstream, resp, translator, self._count_usage)
         return NDJSONRelay(self.upstream, resp, translator, self.clock, self._count_usage)
-
-    async def _truncated(
-        self,
-        body: dict[str, Any],
-        entry: ModelEntry,
-        model: str,
-        overflow: ContextOverflow,
-        options: Mapping[str, Any] | None,
-    ) -> tuple[str, dict[str, Any]]:
-        """The chat cut to fit the context as Ollama cuts it: the oldest messages dropped, the
-        system messages and the latest message always kept, with room left for the answer
-        (``chatPrompt``). When even those do not fit, their prompt's tokens are cut as Ollama's
-        runner cuts a prompt longer than the context, and sent as a token prompt to
-        ``/v1/completions``: the answer's path and body.
-
-        The cut is searched for (binary search over where the kept part starts; each step one
-        ``/tokenize`` of that chat in its chat form, images and tools included), instead of one
-        count per message; a kept part never starts with a tool result whose call was cut.
-        """
-        context = entry.max_model_len
-        messages: list[dict[str, Any]] = body["messages"]
-        if not context:
-            raise overflow
-        limit = context - rq.answer_room(body.get("max_tokens"), context, self._answer_room)
-
-        async def count(cut: int) -> list[int]:
-            counted = rq.tokenize_body(body, rq.kept_messages(messages, cut))
-            answer = await self.post("/tokenize", counted, model=model)
-            return list(answer.get("tokens") or ())
-
-        async def fits(cut: int) -> bool:
-            return len(await count(cut)) <= limit
-
-        last = len(messages) - 1
-        if not await fits(last):
-            # Even the system messages and the latest one do not fit: the runner's cut.
-            keep = rq.num_keep(options)
-            prompt = rq.cut_prompt(await count(last), context, keep)
-            log.info(
-                "prompt longer than the context (%d tokens): its start and end kept, %d tokens",
-                context,
-                len(prompt),
-            )
-            return "/v1/completions", rq.completions_over_tokens(body, prompt, context)
-        low, high = 0, last  # the first cut that fits lies in [low, high]; ``high`` fits
-        while low < high:
-            middle = (low + high) // 2
-            if await fits(middle):
-                high = middle
-            else:
-                low = middle + 1
-        cut = low
-        while cut < last and messages[cut].get("role") == "tool":
-            cut += 1
-        kept = rq.kept_messages(messages, cut)
-        if cut:
-            log.info(
-                "chat history cut to fit %d tokens: %d of %d messages kept",
-                limit,
-                len(kept),
-                len(messages),
-            )
-        return "/v1/chat/completions", {**body, "messages": kept}
 
     # ------------------------------------------------------------------ embeddings
 

@@ -27,7 +27,8 @@ FIRST_SPLIT = 8
 
 
 class NDJSONRelay:
-    """Reads vLLM's SSE stream and yields Ollama NDJSON, one write per network read.
+    """Reads vLLM's SSE stream and yields Ollama NDJSON, one write per network read (a
+    ``ByteStream``).
 
     Several SSE events that arrive in one read leave as one write, which keeps the cost per
     token low; only the first line is sent on its own, so batching never delays it, and the

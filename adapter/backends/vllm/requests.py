@@ -13,102 +13,10 @@ import orjson
 
 from adapter.clock import Clock
 from adapter.errors import OllamaError
+from adapter.ollama_api.modelfile import merged_options
 from adapter.ollama_api.models import ModelEntry
+from adapter.ollama_api.options import sampling_params
 from adapter.ollama_api.requests import ChatRequest, GenerateRequest, Message, Tool
-
-# --------------------------------------------------------------------------- options
-
-_FLOAT_OPTIONS = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "min_p": "min_p",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-    "repeat_penalty": "repetition_penalty",
-}
-_INT_OPTIONS = frozenset({"num_predict", "top_k", "seed"})
-
-#: Ollama's sampling defaults (``api.DefaultOptions()``), sent for every option that neither the
-#: request nor a derived model sets, so a model samples as it did under Ollama instead of at
-#: vLLM's defaults (temperature 1.0, top_p 1.0, or the model's generation_config.json).
-#: ``ADAPTER_SAMPLING_DEFAULTS=model`` sends none of them.
-OLLAMA_SAMPLING: Mapping[str, Any] = {
-    "temperature": 0.8,
-    "top_k": 40,
-    "top_p": 0.9,
-    "min_p": 0.0,
-    "repeat_penalty": 1.0,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-}
-# Every other key Ollama knows (num_ctx, num_gpu, mirostat, typical_p, ...) has no vLLM
-# per-request equivalent; like Ollama with unknown keys, the adapter accepts and ignores them.
-
-
-def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise OllamaError(400, f'option "{key}" must be of type number')
-    return float(value)
-
-
-def _integer(key: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise OllamaError(400, f'option "{key}" must be of type integer')
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if not isinstance(value, int):
-        raise OllamaError(400, f'option "{key}" must be of type integer')
-    return value
-
-
-def _stop_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    raise OllamaError(400, 'option "stop" must be of type array')
-
-
-def sampling_params(
-    options: Mapping[str, Any] | None,
-    *,
-    num_predict: int | None = None,
-    max_model_len: int | None = None,
-    completions: bool = False,
-) -> dict[str, Any]:
-    """Map Ollama ``options`` to vLLM sampling fields, forwarding only what the client set.
-
-    ``num_predict`` is the top-level value some clients send; inside ``options`` wins.
-    The completions endpoint defaults ``max_tokens`` to 16, so for it an unbounded request
-    asks for the whole context (vLLM clamps prompt + output to ``max_model_len``).
-    """
-    out: dict[str, Any] = {}
-    predict = num_predict
-    for key, value in (options or {}).items():
-        if value is None:
-            continue
-        target = _FLOAT_OPTIONS.get(key)
-        if target is not None:
-            out[target] = _number(key, value)
-        elif key == "num_predict":
-            predict = _integer(key, value)
-        elif key == "top_k":
-            top_k = _integer(key, value)
-            out["top_k"] = top_k if top_k > 0 else -1
-        elif key == "seed":
-            seed = _integer(key, value)
-            if seed >= 0:
-                out["seed"] = seed
-        elif key == "stop":
-            stops = _stop_list(value)
-            if stops:
-                out["stop"] = stops
-    if predict is not None and predict > 0:
-        out["max_tokens"] = min(predict, max_model_len) if max_model_len else predict
-    elif completions and max_model_len:
-        out["max_tokens"] = max_model_len
-    return out
-
 
 # --------------------------------------------------------------------------- request fields
 
@@ -350,8 +258,11 @@ def _common(
         body["stream_options"] = {"include_usage": True}
     body.update(
         sampling_params(
-            model_options(
-                req.options, entry, top_level=req.num_predict is not None, defaults=defaults
+            merged_options(
+                req.options,
+                entry.derived,
+                top_level=req.num_predict is not None,
+                defaults=defaults,
             ),
             num_predict=req.num_predict,
             max_model_len=max_model_len,
@@ -369,56 +280,6 @@ def _common(
         if lp:
             body["logprobs"] = lp.get("top_logprobs", 1)
     return body
-
-
-def model_options(
-    options: Mapping[str, Any] | None,
-    entry: ModelEntry,
-    *,
-    top_level: bool = False,
-    defaults: Mapping[str, Any] | None = None,
-) -> Mapping[str, Any] | None:
-    """The request's options over a derived model's (its ``PARAMETER`` lines), over
-    ``defaults`` (Ollama's, :data:`OLLAMA_SAMPLING`); a ``num_predict`` the request gives at
-    the top level wins over the model's too. An option set to ``null`` counts as unset."""
-    derived = entry.derived
-    if (derived is None or not derived.options) and not defaults:
-        return options
-    merged = dict(defaults or {})
-    if derived is not None:
-        merged.update(derived.options)
-    if top_level:
-        merged.pop("num_predict", None)
-    merged.update((k, v) for k, v in (options or {}).items() if v is not None)
-    return merged
-
-
-#: What Ollama's OpenAI layer samples with where a ``/v1`` request says nothing
-#: (``openai/openai.go``: temperature and top_p 1.0 there, the rest ``api.DefaultOptions()``).
-OPENAI_SAMPLING: Mapping[str, Any] = {**OLLAMA_SAMPLING, "temperature": 1.0, "top_p": 1.0}
-
-
-def openai_with_defaults(
-    body: dict[str, Any], entry: ModelEntry, sampling: Mapping[str, Any] | None = None
-) -> None:
-    """A derived model's settings in an OpenAI-style body (``/v1/chat/completions``,
-    ``/v1/completions``), as Ollama applies a Modelfile there too: its options where the body
-    sets none of its own, its system prompt and messages before a chat's; then ``sampling``
-    (Ollama's options, :data:`OPENAI_SAMPLING`) for what neither sets."""
-    derived = entry.derived
-    if derived is not None:
-        defaults = sampling_params(derived.options, max_model_len=entry.max_model_len)
-        for key, value in defaults.items():
-            body.setdefault(key, value)
-    if sampling:
-        for key, value in sampling_params(sampling).items():
-            if body.get(key) is None:
-                body[key] = value
-    if derived is None:
-        return
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        body["messages"] = derived.lead(messages)
 
 
 def chat_body(
@@ -506,137 +367,6 @@ def continuation_body(
     """``/v1/completions`` over token ids: the earlier ``context`` and the new templated turn."""
     body: dict[str, Any] = {"model": entry.served, "prompt": prompt, "return_token_ids": True}
     return _common(req, body, entry, stream=stream, completions=True, defaults=defaults)
-
-
-# --------------------------------------------------------------------------- truncation
-
-
-def answer_room(max_tokens: int | None, context: int, configured: int = 0) -> int:
-    """Tokens to leave for the answer when a history is cut to fit ``context``: the setting
-    when given, else ``num_predict`` (``max_tokens``) when the request sets it, else a quarter
-    of the context, at most 1024; never more than half the context, so the history keeps at
-    least the other half."""
-    room = configured or max_tokens or min(context // 4, 1024)
-    return max(1, min(room, context // 2))
-
-
-def kept_messages(messages: Sequence[dict[str, Any]], cut: int) -> list[dict[str, Any]]:
-    """Ollama's truncation (``chatPrompt``): the messages from ``cut`` on, with every system
-    message before it kept in front."""
-    return [m for m in messages[:cut] if m.get("role") == "system"] + list(messages[cut:])
-
-
-def num_keep(options: Mapping[str, Any] | None) -> int:
-    """Ollama's ``num_keep`` (default 4): the prompt's first tokens a cut keeps."""
-    value = (options or {}).get("num_keep")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return 4
-    return value
-
-
-def cut_prompt(tokens: Sequence[int], context: int, keep: int) -> list[int]:
-    """A prompt longer than the context cut as Ollama's runner cuts it (``llm/llama_server.go``,
-    context shift): the first ``keep`` tokens (one more for the start-of-text token) and the
-    newest ones, to about half the context, which leaves the other half for the answer."""
-    if len(tokens) < context:
-        return list(tokens)
-    keep = min(keep + 1, context - 1)
-    limit = context - max((context - keep) // 2, 1)
-    return [*tokens[:keep], *tokens[len(tokens) - (limit - keep) :]]
-
-
-#: What a chat body holds that a ``/v1/completions`` body over the same prompt takes too.
-_COMPLETIONS_FIELDS = frozenset(
-    {
-        "model",
-        "stream",
-        "stream_options",
-        "max_tokens",
-        "temperature",
-        "top_k",
-        "top_p",
-        "min_p",
-        "seed",
-        "stop",
-        "repetition_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "response_format",
-    }
-)
-
-
-def completions_over_tokens(
-    chat: Mapping[str, Any], prompt: list[int], context: int
-) -> dict[str, Any]:
-    """A chat body's sampling as a ``/v1/completions`` body over an already templated token
-    prompt (the completions endpoint's default of 16 tokens replaced by the room left)."""
-    body = {k: v for k, v in chat.items() if k in _COMPLETIONS_FIELDS}
-    body["prompt"] = prompt
-    body["max_tokens"] = min(body.get("max_tokens") or context, context - len(prompt))
-    return body
-
-
-def tokenize_body(body: Mapping[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """``/tokenize`` of a chat as vLLM will template it: same tools, same template switches."""
-    out: dict[str, Any] = {"model": body["model"], "messages": messages}
-    out["add_generation_prompt"] = True
-    for key in ("tools", "chat_template_kwargs"):
-        if key in body:
-            out[key] = body[key]
-    return out
-
-
-# --------------------------------------------------------------------------- probes
-
-#: A 1x1 PNG: what a vision preflight sends.
-PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-_PROBE_TOOL = {"type": "function", "function": {"name": "probe", "parameters": {"type": "object"}}}
-
-
-def tools_probe(model: str) -> dict[str, Any]:
-    """A one-token chat that only a server with a tool parser accepts."""
-    return {
-        "model": model,
-        "messages": [{"role": "user", "content": "probe"}],
-        "tools": [_PROBE_TOOL],
-        "tool_choice": "auto",
-        "max_tokens": 1,
-    }
-
-
-def vision_probe(model: str) -> dict[str, Any]:
-    """A one-token chat with a 1x1 image, which a text-only model refuses."""
-    content = [image_part(PIXEL_PNG), {"type": "text", "text": "probe"}]
-    return {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 1}
-
-
-def insert_probe(model: str) -> dict[str, Any]:
-    """A one-token completion with a suffix (fill-in-the-middle)."""
-    return {"model": model, "prompt": "probe", "suffix": "probe", "max_tokens": 1}
-
-
-def tools_template_probe(model: str, with_tools: bool) -> dict[str, Any]:
-    """The same chat, tokenized with and without a tool: a chat template that ignores tools
-    (as SmolLM2's does) renders both alike, and the model never sees tools it is sent."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": "user", "content": "probe"}],
-        "add_generation_prompt": True,
-    }
-    if with_tools:
-        body["tools"] = [_PROBE_TOOL]
-    return body
-
-
-def thinking_probe(model: str, enable: bool) -> dict[str, Any]:
-    """The same chat, tokenized with thinking switched on or off."""
-    return {
-        "model": model,
-        "messages": [{"role": "user", "content": "probe"}],
-        "add_generation_prompt": True,
-        "chat_template_kwargs": {"enable_thinking": enable},
-    }
 
 
 def embed_body(served: str, inputs: list[str], *, truncate: bool) -> dict[str, Any]:

@@ -1,10 +1,16 @@
-"""ASGI responses for Ollama: JSON bodies and NDJSON streams that cancel upstream on disconnect."""
+"""The last leg of every request: a backend's reply made into the response.
+
+Answer objects leave as JSON, streams (Ollama's NDJSON, or another API's SSE relayed) as a
+``StreamingAnswer`` that cancels the upstream request when the client leaves, errors in the
+shape of the route's API. ``respond`` is what a route calls: it asks the backend, watching for
+the client's disconnect, and answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -12,10 +18,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from adapter.anthropic_api import anthropic_error
-from adapter.backends.base import ByteStream
+from adapter.backends.base import ByteStream, Relayed, Reply
+from adapter.errors import ClientDisconnected
 from adapter.jsonutil import dumps
 from adapter.ollama_api.responses import error_body
 from adapter.openai_api import openai_error as openai_body
+from adapter.state import state_of
 
 T = TypeVar("T")
 
@@ -50,8 +58,9 @@ def error_in_shape(path: str, status: int, message: str) -> Response:
     return error_response(status, message)
 
 
-class NDJSONStream(Response):
-    """Sends each chunk of a byte stream as it comes; a client that leaves closes the upstream.
+class StreamingAnswer(Response):
+    """A streamed answer (NDJSON, or SSE relayed): each chunk of a ``ByteStream`` sent as it
+    comes; a client that leaves closes the upstream.
 
     The disconnect watcher matters while vLLM is still queueing or prefilling: nothing is
     being written then, so only ``http.disconnect`` tells that the client is gone.
@@ -91,7 +100,7 @@ class NDJSONStream(Response):
                 if start:
                     await send(start)
                     start = {}
-                ended = getattr(stream, "ended", False)
+                ended = stream.ended
                 await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
                 if ended:
                     # The client has its whole answer (and uvicorn now answers receive()
@@ -116,11 +125,9 @@ class NDJSONStream(Response):
             await self.stream.aclose()
 
     async def _last_word(self, send: Send, message: str) -> None:
-        event = getattr(self.stream, "error_event", None)
-        if event is None:
-            return
+        body = self.stream.error_event(message)
         with contextlib.suppress(Exception):
-            await send({"type": "http.response.body", "body": event(message), "more_body": False})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class DisconnectWatch:
@@ -171,10 +178,6 @@ class DisconnectWatch:
             self._watcher = None
 
 
-class ClientDisconnected(Exception):
-    """The client went away before its answer was ready."""
-
-
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Await ``work``, cancelling it (and so the upstream request) if the client disconnects."""
     watch = DisconnectWatch(request.receive)
@@ -187,3 +190,26 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         raise ClientDisconnected from None
     finally:
         watch.stop()
+
+
+async def respond(request: Request, work: Awaitable[Reply]) -> Response:
+    """What a route ends with: ``work`` (the backend asked) awaited, cancelled if the client
+    leaves first, and its reply answered."""
+    return answer(await cancel_on_disconnect(request, work), request)
+
+
+def answer(reply: Reply, request: Request) -> Response:
+    """A backend's reply as the response: an answer object as JSON, a stream as a
+    ``StreamingAnswer`` (that cancels upstream when the client leaves), an upstream answer as
+    it came."""
+    if isinstance(reply, Relayed):
+        if isinstance(reply.body, bytes):
+            return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+        stream = reply.body
+        media_type = reply.content_type
+    elif isinstance(reply, Mapping):
+        return json_response(reply)
+    else:
+        stream, media_type = reply, "application/x-ndjson"
+    on_disconnect = state_of(request).metrics.disconnects.inc
+    return StreamingAnswer(stream, media_type=media_type, on_disconnect=on_disconnect)

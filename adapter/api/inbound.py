@@ -1,38 +1,23 @@
-"""What every endpoint module does: read and validate the body, find the model, answer."""
+"""The first leg of every request: read and validate the body, find the model and its backend.
+
+Routes go parse (here) -> ask (the backend) -> answer (``answers.py``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
-from starlette.responses import Response
 
-from adapter.api.streaming import (
-    ClientDisconnected,
-    NDJSONStream,
-    cancel_on_disconnect,
-    json_response,
-)
-from adapter.backends.base import Relayed, Reply, Target
-from adapter.errors import OllamaError
-from adapter.framing import Framing
-from adapter.ollama_api.models import ModelEntry
-from adapter.openai_api import error_message, is_openai_error
+from adapter.backends.base import Target
+from adapter.errors import ClientDisconnected, OllamaError
 from adapter.requestctx import current
-from adapter.state import AppState
+from adapter.state import state_of
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("adapter.requests")
-
-
-def state_of(request: Request) -> AppState:
-    """The app's state, created by the lifespan."""
-    state: AppState = request.app.state.adapter
-    return state
 
 
 async def read_body(request: Request) -> tuple[bytes, dict[str, Any]]:
@@ -137,66 +122,3 @@ async def target(request: Request, name: str, *, missing: str | None = None) -> 
     if info is not None:
         info.model, info.backend = name, found.backend.name
     return found
-
-
-def answer(reply: Reply, request: Request) -> Response:
-    """A backend's reply as the response: an answer object as JSON, a stream as NDJSON (that
-    cancels upstream when the client leaves), an upstream answer as it came."""
-    if isinstance(reply, Relayed):
-        if isinstance(reply.body, bytes):
-            return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
-        stream = reply.body
-        media_type = reply.content_type
-    elif isinstance(reply, Mapping):
-        return json_response(reply)
-    else:
-        stream, media_type = reply, "application/x-ndjson"
-    on_disconnect = state_of(request).metrics.disconnects.inc
-    return NDJSONStream(stream, media_type=media_type, on_disconnect=on_disconnect)
-
-
-async def forward_foreign(
-    request: Request,
-    path: str,
-    *,
-    framing: Framing,
-    adjust: Callable[[dict[str, Any], ModelEntry], None] | None = None,
-    own_errors: bool = False,
-    id_prefix: tuple[bytes, bytes] | None = None,
-) -> Response:
-    """Another API's request (OpenAI's, Anthropic's) to the backend serving its model: the
-    model name resolved as everywhere (aliases, ``:latest``, case), the body and the answer
-    otherwise passed on as they are, streams included, but for the answer's ``model``, which
-    says the name the client sent (as Ollama's does), and ``id_prefix`` (vLLM's, the API's own)
-    on its ids. ``own_errors``: an upstream error is answered in the route's own shape (its
-    message kept) instead of as it came; without it, only an error not in OpenAI's shape is."""
-    _, data = await read_body(request)
-    name = data.get("model")
-    if not isinstance(name, str) or not name:
-        raise OllamaError(400, "model is required")
-    found = await target(request, name)
-    served = found.entry.served
-    data["model"] = served
-    if adjust is not None:
-        adjust(data, found.entry)
-    stream = data.get("stream") is True
-    rewrite: list[tuple[bytes, bytes]] = []
-    if name != served:
-        # vLLM writes compact JSON: the field is found as its bytes, in every event of a stream.
-        rewrite.append((b'"model":' + orjson.dumps(served), b'"model":' + orjson.dumps(name)))
-    if id_prefix is not None:
-        rewrite.append((b'"id":"' + id_prefix[0], b'"id":"' + id_prefix[1]))
-    reply = await cancel_on_disconnect(
-        request,
-        found.backend.passthrough(path, data, stream=stream, framing=framing, rewrite=rewrite),
-    )
-    # vLLM's own errors are OpenAI's shape already; the rest (FastAPI's ``{"detail": ...}``
-    # of a route the model does not serve, a proxy's page) are answered in the route's shape,
-    # their message kept.
-    if (
-        reply.status >= 400
-        and isinstance(reply.body, bytes)
-        and (own_errors or not is_openai_error(reply.body))
-    ):
-        raise OllamaError(reply.status, error_message(reply.body))
-    return answer(reply, request)
