@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -25,7 +26,7 @@ from adapter.cors import CORSMiddleware, OriginPolicy
 from adapter.errors import ClientDisconnected, OllamaError
 from adapter.metrics import worker_exited
 from adapter.middleware import MetricsMiddleware, endpoint_label, observe
-from adapter.requestctx import CURRENT
+from adapter.requestctx import CURRENT, RequestInfo
 from adapter.state import AppState
 
 log = logging.getLogger("adapter")
@@ -55,21 +56,20 @@ class AdapterApp(FastAPI):
         gate = self.gate
         info = gate.begin(scope)
         token = CURRENT.set(info)
-        send = gate.sender(send, info)
         try:
-            refusal = gate.refusal(scope)
+            refusal = gate.refusal(scope, info)
             if refusal is not None:
                 with observe(
                     self.state.adapter.metrics, endpoint_label(info.path, self.known_paths)
                 ) as seen:
                     seen.status = refusal.status_code
-                    await refusal(scope, receive, send)
+                    await refusal(scope, receive, gate.sender(send, info))
                 return
             endpoint = self.fast_routes.get((scope["method"], scope["path"]))
-            if endpoint is not None and not any(k == b"origin" for k, _ in scope["headers"]):
-                await self._fast(endpoint, scope, receive, send)
+            if endpoint is not None and not info.origin:
+                await self._fast(endpoint, scope, receive, send, info)
             else:
-                await super().__call__(scope, receive, send)
+                await super().__call__(scope, receive, gate.sender(send, info))
         finally:
             gate.finish(info)
             CURRENT.reset(token)
@@ -80,6 +80,7 @@ class AdapterApp(FastAPI):
         scope: Scope,
         receive: Receive,
         send: Send,
+        info: RequestInfo,
     ) -> None:
         scope["app"] = self
         request = Request(scope, receive)
@@ -88,7 +89,11 @@ class AdapterApp(FastAPI):
                 response = await endpoint(request)
             except Exception as exc:
                 response = await error_for(request, exc)
-            seen.status = response.status_code
+            # The gate's part, on the response itself (no wrapper around ``send``): a stream
+            # notes its own first byte when its first chunk leaves.
+            seen.status = info.status = response.status_code
+            response.raw_headers.append(self.gate.id_header(info))
+            info.first_byte = time.perf_counter()
             await response(scope, receive, send)
 
 

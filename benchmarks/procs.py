@@ -69,6 +69,26 @@ def vllm_cpus() -> dict[str, str]:
     return out
 
 
+def vllm_api_server_pids() -> list[int]:
+    """The local vLLM API-server processes (``vllm serve`` or ``vllm.entrypoints``), not its
+    engine core or workers (``VLLM::`` names)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+            comm = (d / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm.startswith("VLLM::"):
+            continue
+        serve = any(p.endswith(b"/vllm") or p == b"vllm" for p in cmd) and b"serve" in cmd
+        if serve or any(b"vllm.entrypoints" in p for p in cmd):
+            found.append(int(d.name))
+    return found
+
+
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
     """GET http://127.0.0.1:port/path (no proxies)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)

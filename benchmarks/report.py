@@ -130,6 +130,7 @@ def summarize(doc: Row) -> Row:
         _target("replies failing the checks (all cells)", float(errors), 0, False, "replies")
     )
     out["targets"] = targets
+    out["targets_19"] = _stream_path_targets(doc, cells, full16, str16)
     scaling = []
     top = max((c["concurrency"] for c in cells if "scenario" not in c), default=0)
     for w in sorted({c["workers"] for c in cells if c["target"] == "adapter"}):
@@ -145,6 +146,47 @@ def summarize(doc: Row) -> Row:
         )
     out["workers_scaling"] = scaling
     return out
+
+
+def _ratio(a: Row | None, b: Row | None, key: str) -> float:
+    if a is None or b is None or not _num(b[key]):
+        return math.nan
+    return round(_num(a[key]) / _num(b[key]), 2)
+
+
+def _stream_path_targets(
+    doc: Row, cells: list[Row], full16: Row | None, str16: Row | None
+) -> list[Row]:
+    """Issue 19's targets: against the naive adapter measured in the same run, /api/tags, and
+    the gate's cost per request."""
+    tags_conc = doc.get("config", {}).get("tags_concurrency", 16)
+    tags = find(cells, "adapter", "tags", False, tags_conc, 1)
+    gate = doc.get("gate") or {}
+    return [
+        _target(
+            "non-streaming /api/chat, 100-event answers, 16 concurrent, ÷ the naive adapter",
+            _ratio(full16, find(cells, "naive", "chat", False, 16, 1), "rps"),
+            8,
+            True,
+            "times",
+        ),
+        _target(
+            "streaming /api/chat, 100 chunks, 16 concurrent, ÷ the naive adapter",
+            _ratio(str16, find(cells, "naive", "chat", True, 16, 1), "chunks_per_s"),
+            5,
+            True,
+            "times",
+        ),
+        _target(
+            f"/api/tags, {tags_conc} concurrent",
+            _num(tags and tags["rps"]),
+            20000,
+            True,
+            "req/s",
+            per_core(tags),
+        ),
+        _target("the gate, per request", _num(gate.get("gate_us")), 2, False, "µs"),
+    ]
 
 
 def _capacity(c: Row) -> Row:
@@ -184,6 +226,7 @@ def _real_summary(cells: list[Row]) -> Row:
                 "adapter_ttft_p50_ms": _mean(a, "ttfc_p50_ms"),
                 "direct_ttft_p99_ms": _mean(d, "ttfc_p99_ms"),
                 "adapter_ttft_p99_ms": _mean(a, "ttfc_p99_ms"),
+                **_cpu_share(a),
             }
         )
         out["targets"] = [
@@ -195,7 +238,27 @@ def _real_summary(cells: list[Row]) -> Row:
                 "%",
             )
         ]
+        share = out["by_concurrency"][-1].get("adapter_cpu_share_pct")
+        if share is not None:
+            out["targets"].append(
+                _target(f"adapter CPU per token ÷ vLLM API server's, c{conc}", share, 5, False, "%")
+            )
     return out
+
+
+def _cpu_share(adapter_cells: list[Row]) -> Row:
+    """The adapter's CPU per relayed token beside vLLM's API-server process's, same requests."""
+    rows = [c for c in adapter_cells if c.get("adapter_cpu_us_per_token") is not None]
+    if not rows:
+        return {}
+    mine = _mean(rows, "adapter_cpu_us_per_token")
+    theirs = _mean(rows, "vllm_api_cpu_us_per_token")
+    share = round(mine / theirs * 100, 2) if theirs else math.nan
+    return {
+        "adapter_cpu_us_per_token": mine,
+        "vllm_api_cpu_us_per_token": theirs,
+        "adapter_cpu_share_pct": share,
+    }
 
 
 def _paired_summary(cells: list[Row]) -> Row:
@@ -344,6 +407,30 @@ def markdown(doc: Row) -> str:
             "(adapter-CPU busy well above server CPU in the table below). It is not a measurement.",
             "",
         ]
+    if s.get("targets_19"):
+        lines += ["## Targets (issue 19: the stream path)", ""]
+        lines += _table(
+            ["measure", "value", "target", "met"],
+            [
+                [
+                    t["measure"],
+                    _fmt(t["value"], 2) + " " + t["target"].split()[-1],
+                    t["target"],
+                    t["pass"],
+                ]
+                for t in s["targets_19"]
+            ],
+        )
+        gate = doc.get("gate") or {}
+        if gate:
+            lines += [
+                "",
+                f"Gate ({gate['requests']:,} requests in one process, `benchmarks/gatebench.py`): "
+                f"{gate['gate_us']} µs a request with the access line off (as measured here), "
+                f"{gate['gate_with_access_line_us']} µs writing it; a new request id "
+                f"{gate['id_gate_us']} µs (16 random bytes: {gate['id_urandom_us']} µs).",
+            ]
+        lines.append("")
     if "added_at_c1" in s:
         lines += ["## Added by the adapter at 1 concurrent request (adapter minus direct, ms)", ""]
         ad = s["added_at_c1"]

@@ -94,6 +94,27 @@ class Bench:
                 quota.add(pid)
         return srv
 
+    def naive(self, upstream_url: str) -> procs.Server:
+        """Start the naive FastAPI + httpx adapter (benchmarks/naive_adapter.py) on the first
+        adapter CPU, as the adapter's one worker runs."""
+        port = procs.free_port()
+        cmd = [self.py, "-m", "benchmarks.naive_adapter", "--port", str(port)]
+        cmd += ["--vllm-url", upstream_url]
+        srv = procs.start("naive", cmd, self.adapter_cpus[:1], self.logdir / "naive.log")
+        self.servers.append(srv)
+        srv.port = port
+        procs.wait_http(srv, port, "/", b"Ollama is running")
+        return srv
+
+    def gate(self) -> None:
+        """The gate's cost per request (benchmarks/gatebench.py), pinned as the adapter is."""
+        cmd = [self.py, "-m", "benchmarks.gatebench", "--json"]
+        if self.adapter_cpus:
+            cmd = ["taskset", "-c", str(self.adapter_cpus[0]), *cmd]
+        out = subprocess.run(cmd, capture_output=True, timeout=300, check=True)
+        self.extra["gate"] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+        print(f"gate: {self.extra['gate']}", flush=True)
+
     def stop_all(self) -> None:
         """Stop every server this run started."""
         for srv in reversed(self.servers):
@@ -142,7 +163,7 @@ class Bench:
         **kw: Any,
     ) -> dict[str, Any]:
         """One measured cell, with the server's CPU time and (for the adapter) peak RSS."""
-        api = "ollama" if target == "adapter" else "openai"
+        api = "openai" if target == "direct" else "ollama"
         spids = procs.tree(server.pid)
         upids = procs.tree(upstream.pid) if upstream is not None else []
         s0, u0 = procs.cpu_seconds(spids), procs.cpu_seconds(upids)
@@ -201,6 +222,11 @@ class Bench:
                 "hwm_mib": round(procs.tree_hwm_kib(ad.pid) / MIB, 1),
             }
             ad.stop()
+        if a.naive:
+            nv = self.naive(url)
+            self.matrix("naive", nv, up, 1)
+            nv.stop()
+        self.gate()
         if a.slow_streams > 0:
             self.slow_streams()
         if a.split_check:
@@ -321,12 +347,17 @@ class Bench:
         kw: dict[str, Any] = {"tokens": a.real_tokens, "real": True, "timeout": 300.0}
         kw.update(warmup=0, max_requests=a.real_requests)  # same fixed work for both targets
         rss = None
+        api_pids = procs.vllm_api_server_pids()
+        mine = procs.tree(srv.pid) if srv is not None else []
+        v0, m0 = procs.cpu_seconds(api_pids), procs.cpu_seconds(mine)
         if srv is None:
             res = self.load(url, api, "chat", True, conc, **kw)
         else:
             with procs.MemSampler(srv.pid) as mem:
                 res = self.load(url, api, "chat", True, conc, **kw)
             rss = round(mem.peak_kib / MIB, 1)
+        v1, m1 = procs.cpu_seconds(api_pids), procs.cpu_seconds(mine)
+        tokens = res.get("tokens") or 0
         print(
             f"real {target:<8} c{conc:<4} {res['tokens_per_s']:>9.1f} tok/s "
             f"ttft p50 {res['ttfc_p50_ms']} ms errors {res['errors']}",
@@ -334,6 +365,12 @@ class Bench:
         )
         row: dict[str, Any] = {"target": target, "workers": 1 if srv else 0, "endpoint": "chat"}
         row.update(stream=True, concurrency=conc, warmup_s=0, server_rss_peak_mib=rss)
+        if tokens and api_pids:
+            # CPU per relayed token: vLLM's API-server process (the same requests, whichever
+            # way they came), and the adapter's processes when they were in the path.
+            row["vllm_api_cpu_us_per_token"] = round((v1 - v0) / tokens * 1e6, 2)
+            if srv is not None:
+                row["adapter_cpu_us_per_token"] = round((m1 - m0) / tokens * 1e6, 2)
         self.cells.append({**row, **res})
 
 
@@ -385,6 +422,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--client-procs", type=int, default=1, help="load generator processes")
     p.add_argument("--upstream-procs", type=int, default=1, help="fake upstream processes")
     p.add_argument("--no-direct", action="store_true", help="skip the direct-upstream cells")
+    p.add_argument(
+        "--no-naive",
+        dest="naive",
+        action="store_false",
+        help="skip the naive FastAPI + httpx adapter's cells (benchmarks/naive_adapter.py)",
+    )
     p.add_argument("--slow-streams", type=int, default=1000, help="0 skips the memory test")
     p.add_argument("--slow-chunks", type=int, default=20)
     p.add_argument("--slow-delay", type=float, default=0.25, help="seconds between chunks")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from adapter.errors import ClientDisconnected
 from adapter.jsonutil import dumps
 from adapter.ollama_api.responses import error_body
 from adapter.openai_api import openai_error as openai_body
+from adapter.requestctx import current
 from adapter.state import state_of
 
 T = TypeVar("T")
@@ -98,6 +100,9 @@ class StreamingAnswer(Response):
                 if ended:
                     continue
                 if start:
+                    info = current()
+                    if info is not None:
+                        info.first_byte = time.perf_counter()
                     await send(start)
                     start = {}
                 ended = stream.ended

@@ -26,52 +26,74 @@ class Gate:
         self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
         self._open = frozenset(settings.open_paths)
         self._forward = frozenset(h.encode() for h in settings.forward_headers)
+        # The headers ``begin`` reads: one set lookup passes over each of the others.
+        self._wanted = self._forward | {
+            b"content-length",
+            b"x-request-id",
+            b"origin",
+            b"traceparent",
+            b"tracestate",
+        }
         self._max_body = settings.max_body_bytes
         self._log = settings.access_log
 
     def begin(self, scope: Scope) -> RequestInfo:
-        given = parent = state = None
-        forwarded: dict[str, str] = {}
+        """The request's ``RequestInfo``, from one pass over its headers."""
+        given = parent = state = length = None
+        origin = False
+        forwarded: dict[str, str] | None = None
+        wanted = self._wanted
         for key, value in scope["headers"]:
-            if key == b"x-request-id":
+            if key not in wanted:
+                continue
+            if key == b"content-length":
+                length = value
+            elif key == b"x-request-id":
                 given = value
+            elif key == b"origin":
+                origin = True
             elif key == b"traceparent":
                 parent = value
             elif key == b"tracestate":
                 state = value
             elif key in self._forward:
+                if forwarded is None:
+                    forwarded = {}
                 forwarded[key.decode("latin-1")] = value.decode("latin-1")
         rid = request_id(given)
+        upstream = {"X-Request-ID": rid}
+        if forwarded:
+            upstream.update(forwarded)
         info = RequestInfo(
             rid,
             scope["method"],
             scope["path"],
             time.perf_counter(),
-            upstream_headers={"X-Request-ID": rid, **forwarded},
+            upstream_headers=upstream,
+            content_length=length,
+            origin=origin,
         )
         if parent is not None:
             # W3C Trace Context reaches vLLM with the request, so its OpenTelemetry spans (when
             # it exports them) join the client's trace; tracestate only with a valid parent.
             info.trace_id = trace_id(parent)
             if info.trace_id is not None:
-                info.upstream_headers["traceparent"] = parent.strip().decode("ascii")
+                upstream["traceparent"] = parent.strip().decode("ascii")
                 if state is not None:
-                    info.upstream_headers["tracestate"] = state.decode("latin-1")
+                    upstream["tracestate"] = state.decode("latin-1")
         return info
 
-    def refusal(self, scope: Scope) -> Response | None:
+    def refusal(self, scope: Scope, info: RequestInfo) -> Response | None:
         """The answer that ends the request before any route sees it (no key, a body over
         the limit), or None."""
-        path = scope["path"]
+        path = info.path
         if self._keys and not self._is_open(scope, path) and not self._has_key(scope, path):
             response = error_in_shape(path, 401, UNAUTHORIZED)
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                if value.isdigit() and int(value) > self._max_body:
-                    return too_large(path, self._max_body)
-                break
+        length = info.content_length
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            return too_large(path, self._max_body)
         return None
 
     def _is_open(self, scope: Scope, path: str) -> bool:
@@ -95,13 +117,23 @@ class Gate:
                 found |= hmac.compare_digest(token, known)
         return found
 
+    @staticmethod
+    def id_header(info: RequestInfo) -> tuple[bytes, bytes]:
+        """The ``X-Request-ID`` header of the request's answer."""
+        return (b"x-request-id", info.id.encode())
+
     def sender(self, send: Send, info: RequestInfo) -> Send:
-        """``send`` with the request's id on its answer; notes the status and first byte."""
-        header = (b"x-request-id", info.id.encode())
+        """``send`` with the request's id on its answer; notes the status and first byte (the
+        path through FastAPI's middleware; the fast lane puts both on its response)."""
+        header = self.id_header(info)
 
         async def with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
+                headers = message.get("headers")
+                if headers.__class__ is list:  # the response's own list: sent once, so ours
+                    headers.append(header)
+                else:
+                    message["headers"] = [*(headers or ()), header]
                 info.status = message["status"]
                 info.first_byte = time.perf_counter()
             await send(message)

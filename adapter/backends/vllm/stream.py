@@ -184,6 +184,56 @@ class StreamTranslator:
             line += b',"logprobs":' + _dumps(lp)
         return line + _NOT_DONE
 
+    @property
+    def takes_plain_text(self) -> bool:
+        """Whether ``collect`` can be given a plain text event as its text alone (``Events``
+        with ``plain_text``): a chat being collected whose text is kept as it comes."""
+        return self._texts is not None and self._chat and not self._completions and not self._json
+
+    def collect(self, events: Iterable[Mapping[str, Any] | str]) -> None:
+        """``feed`` for the events of one read, in ``collect`` mode: the plain text events
+        (a content delta or a completion's text that is not empty, maybe with token ids; no
+        finish, logprobs, usage, reasoning or tool calls) are kept in one loop here, every
+        other goes through ``feed``. The same answer as feeding each, at a fraction of the
+        calls per token."""
+        texts = self._texts
+        if texts is None or self._json is not None:
+            for chunk in events:
+                assert not isinstance(chunk, str), "plain text only where takes_plain_text"
+                self.feed(chunk)
+            return
+        feed = self.feed
+        append = texts.append
+        timings = self.timings
+        context = self._context
+        completions = self._completions
+        for chunk in events:
+            if chunk.__class__ is str:  # a plain text event, as ``Events`` gives it
+                if timings.first == 0:
+                    timings.first = self._clock.perf_ns()
+                append(chunk)
+                continue
+            assert not isinstance(chunk, str)
+            choices = chunk.get("choices")
+            if choices and not chunk.get("usage") and not chunk.get("prompt_token_ids"):
+                choice = choices[0]
+                if not choice.get("finish_reason") and not choice.get("logprobs"):
+                    if completions:
+                        text = choice.get("text")
+                    else:
+                        delta = choice.get("delta")
+                        text = delta.get("content") if delta and len(delta) == 1 else None
+                    if text:
+                        if context is not None:
+                            ids = choice.get("token_ids")
+                            if ids:
+                                context.extend(ids)
+                        if timings.first == 0:
+                            timings.first = self._clock.perf_ns()
+                        append(text)
+                        continue
+            feed(chunk)
+
     def _add_calls(self, calls: Iterable[Mapping[str, Any]]) -> None:
         for frag in calls:
             index = frag.get("index", len(self._calls))
