@@ -24,7 +24,7 @@ from tests.deploy.helpers import PHASES, ROOT, clean_env
 from tests.support.net import free_ports, metric
 
 STANDINS = Path(__file__).resolve().parent / "standins"
-#: The test's Alertmanager receiver (standins/webhook.py), added to both phases.
+#: The test's Alertmanager receiver (standins/app.py --webhook), added to both phases.
 WEBHOOK_FILE = Path(__file__).resolve().parent / "alert-webhook.yml"
 # Phase 2's vLLM serves the real SmolLM2-135M (make models) from the mounted model folder,
 # under Ollama's library name, which phase 1's Ollama pulls too: the services' configuration

