@@ -62,15 +62,18 @@ class Router:
         return dataclasses.replace(entry, capabilities=caps)
 
     async def _lists(self, refresh: bool) -> list[list[ModelEntry] | None]:
+        """Each backend's model list. One that cannot be asked keeps the list it last gave:
+        its models do not vanish while it is unreachable, so a request for one is answered
+        with that server's 503, not with a 404 that sends people looking for a typo."""
         out: list[list[ModelEntry] | None] = []
         first_error: OllamaError | None = None
-        for backend in self.backends:
+        for i, backend in enumerate(self.backends):
             try:
                 out.append(await backend.models(refresh=refresh))
             except OllamaError as exc:
                 first_error = first_error or exc
                 log.warning("%s at %s unavailable: %s", backend.name, backend.url, exc.message)
-                out.append(None)
+                out.append(self._seen[i] if i < len(self._seen) else None)
         if first_error is not None and all(models is None for models in out):
             raise first_error
         return out

@@ -235,6 +235,32 @@ class Response:
             conn.pool.release(conn, reuse=False)
 
 
+#: A peer that stops answering at the TCP level (a network cut, a host gone) is given up after
+#: about this many seconds, whether the connection waits for a streamed answer (keep-alive
+#: probes after ``DEAD_PEER_IDLE`` s, then ``DEAD_PEER_PROBES`` every ``DEAD_PEER_INTERVAL`` s)
+#: or has sent bytes nobody acknowledges (``TCP_USER_TIMEOUT``). A slow but living server's
+#: kernel answers the probes, so a long wait for a token is never cut by this; without it a
+#: cut network would leave a stream open until the read timeout (ten minutes by default).
+DEAD_PEER_IDLE = 5
+DEAD_PEER_INTERVAL = 2
+DEAD_PEER_PROBES = 3
+
+
+def dead_peer_detection(sock: socket.socket) -> None:
+    """TCP keep-alive and user timeout on ``sock``, where the platform has them (Linux)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    options = (
+        ("TCP_KEEPIDLE", DEAD_PEER_IDLE),
+        ("TCP_KEEPINTVL", DEAD_PEER_INTERVAL),
+        ("TCP_KEEPCNT", DEAD_PEER_PROBES),
+        ("TCP_USER_TIMEOUT", 1000 * (DEAD_PEER_IDLE + DEAD_PEER_INTERVAL * DEAD_PEER_PROBES)),
+    )
+    for name, value in options:
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection to the upstream, one request at a time."""
 
@@ -352,6 +378,7 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            dead_peer_detection(sock)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

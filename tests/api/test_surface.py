@@ -3,6 +3,7 @@ capability discovery and the Vision Ollama passthrough (against the fake upstrea
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -284,6 +285,27 @@ async def test_one_backend_down_leaves_the_others_listed(fake: FakeVLLM) -> None
     async for c in serve(settings):
         models = (await c.get("/api/tags")).json()["models"]
         assert [m["model"] for m in models] == ["tiny-llm:latest"]
+
+
+async def test_a_model_does_not_vanish_while_its_server_is_unreachable(fake: FakeVLLM) -> None:
+    """vLLM goes away after its list was read: once the list is stale, its model is still
+    there, and a chat gets vLLM's 503 (unreachable), not Ollama's 404 (model not found)."""
+    settings = Settings(
+        vllm_url=await fake.url(),
+        vision_ollama_url=await fake.url("vision"),
+        probe_capabilities=False,
+        models_cache_ttl=0.05,
+    )
+    async for c in serve(settings):
+        assert (await c.post("/api/chat", json={**CHAT, "stream": False})).status_code == 200
+        await fake.stop("vllm")
+        for _ in range(3):  # past the cache's age: the list is asked for again, and fails
+            await asyncio.sleep(0.1)
+            resp = await c.post("/api/chat", json={**CHAT, "stream": False})
+            assert resp.status_code == 503, resp.text
+            assert "unreachable" in resp.json()["error"]
+        names = [m["model"] for m in (await c.get("/api/tags")).json()["models"]]
+        assert "tiny-llm:latest" in names and "llava:7b" in names
 
 
 async def test_browser_requests_take_the_full_path_with_the_same_answers(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import subprocess
 import time
@@ -14,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from adapter.backends.httpclient import (
+    DEAD_PEER_IDLE,
+    DEAD_PEER_INTERVAL,
+    DEAD_PEER_PROBES,
     ConnectError,
     ConnectionLost,
     Pool,
@@ -458,3 +462,26 @@ async def test_https_upstream_with_a_private_ca(
         await pool.aclose()
     finally:
         srv.close()
+
+
+async def test_a_peer_that_stops_answering_is_given_up_by_tcp_itself() -> None:
+    """Keep-alive probes and a user timeout on every upstream socket: a cut network ends a
+    stream that waits for its next token in about 11 s, not at the read timeout."""
+    async with serving(echo) as server:
+        pool = pool_for(server)
+        resp = await request(pool, "POST", "/x", b"{}")
+        try:
+            conn = resp._conn
+            assert conn is not None and conn.transport is not None
+            sock = conn.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            tcp = socket.IPPROTO_TCP
+            assert sock.getsockopt(tcp, socket.TCP_KEEPIDLE) == DEAD_PEER_IDLE
+            assert sock.getsockopt(tcp, socket.TCP_KEEPINTVL) == DEAD_PEER_INTERVAL
+            assert sock.getsockopt(tcp, socket.TCP_KEEPCNT) == DEAD_PEER_PROBES
+            given_up_ms = 1000 * (DEAD_PEER_IDLE + DEAD_PEER_INTERVAL * DEAD_PEER_PROBES)
+            assert sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT) == given_up_ms <= 15_000
+            await resp.read()
+        finally:
+            resp.release()
+        await pool.aclose()

@@ -223,7 +223,9 @@ def test_monitoring_follows_the_switch_to_phase2(stack: Stack) -> None:
     left_running(stack)
     wanted = {"ollama-adapter": "1", "vllm": "1"}
     wait_for(lambda: scraped(stack, *wanted) == wanted, 60, "the adapter and vLLM scraped")
-    assert probes(stack) == {"ollama-gateway": "1", "vision-ollama": "1"}
+    # The gateway's probe last ran perhaps during the switch, when nothing held `ollama`.
+    up = {"ollama-gateway": "1", "vision-ollama": "1"}
+    wait_for(lambda: probes(stack) == up, 60, "the probes to reach phase 2")
     rules = [r for g in stack.prometheus("rules")["groups"] for r in g["rules"]]
     shipped = yaml.safe_load((MON / "alerts.yml").read_text())["groups"]
     assert sorted(r["name"] for r in rules) == sorted(
@@ -270,14 +272,57 @@ def test_vision_ollama_stopped_leaves_text_alone(stack: Stack) -> None:
     assert stack.app_call("ocr")["content"].startswith(STANDIN)
 
 
+def open_streams(
+    stack: Stack, count: int
+) -> tuple[list[list[dict[str, object]]], list[threading.Thread]]:
+    """``count`` long chat streams through the adapter, each with its first line read."""
+    body = {
+        "model": TEXT_MODEL,
+        "messages": [{"role": "user", "content": "Tell a long story."}],
+        "options": {"num_predict": 600, "temperature": 1.0, "seed": 3},
+        "format": LONG_STORY,
+    }
+    streams: list[list[dict[str, object]]] = [[] for _ in range(count)]
+    started = threading.Barrier(count + 1)
+
+    def stream(lines: list[dict[str, object]]) -> None:
+        url = f"{stack.url('OLLAMA_HOST_PORT')}/api/chat"
+        with httpx.stream("POST", url, json=body, timeout=120) as resp:
+            for raw in resp.iter_lines():
+                lines.append(json.loads(raw))
+                if len(lines) == 1:
+                    started.wait(60)
+
+    threads = [threading.Thread(target=stream, args=(lines,)) for lines in streams]
+    for thread in threads:
+        thread.start()
+    started.wait(120)
+    return streams, threads
+
+
+def ended_with_an_error(lines: list[dict[str, object]]) -> bool:
+    return (
+        len(lines) > 1
+        and all(line.get("done") is False for line in lines[:-1])
+        and list(lines[-1]) == ["error"]
+    )
+
+
 def test_vllm_cut_off_the_network_then_back(stack: Stack) -> None:
     """vLLM's container cut off the stack's network (the adapter can no longer reach it, as
-    in a network partition): the adapter answers fast 503s and /ready says 503; reconnected,
-    it serves again, and it was never restarted."""
+    in a network partition): a stream open across the cut ends with Ollama's error line once
+    TCP gives the silent peer up (seconds, not the ten-minute read timeout); new requests get
+    fast 503s and /ready says 503; reconnected, it serves again, never restarted."""
     before = adapter_state(stack)
     vllm = stack.container("vllm")["Id"]
+    streams, threads = open_streams(stack, 1)
+    cut = time.monotonic()
     run(["docker", "network", "disconnect", stack.network, vllm], stack.env)
     try:
+        threads[0].join(60)
+        assert not threads[0].is_alive(), "the stream outlived the cut by a minute"
+        assert ended_with_an_error(streams[0]), streams[0][-3:]
+        assert time.monotonic() - cut < 40
         for _ in range(3):
             resp, took = timed(lambda: chat(stack))
             assert resp.status_code == 503, resp.text
@@ -332,27 +377,7 @@ def test_vllm_killed_under_open_streams(stack: Stack) -> None:
     line; new requests get a fast 503; /ready says 503; the running Prometheus fires VllmDown
     and Alertmanager delivers it; started again, vLLM serves through the same adapter."""
     before = adapter_state(stack)
-    body = {
-        "model": TEXT_MODEL,
-        "messages": [{"role": "user", "content": "Tell a long story."}],
-        "options": {"num_predict": 600, "temperature": 1.0, "seed": 3},
-        "format": LONG_STORY,
-    }
-    streams: list[list[dict[str, object]]] = [[], []]
-    started = threading.Barrier(3)
-
-    def stream(lines: list[dict[str, object]]) -> None:
-        url = f"{stack.url('OLLAMA_HOST_PORT')}/api/chat"
-        with httpx.stream("POST", url, json=body, timeout=120) as resp:
-            for raw in resp.iter_lines():
-                lines.append(json.loads(raw))
-                if len(lines) == 1:
-                    started.wait(60)
-
-    threads = [threading.Thread(target=stream, args=(lines,)) for lines in streams]
-    for thread in threads:
-        thread.start()
-    started.wait(120)
+    streams, threads = open_streams(stack, 2)
     # The engine's own kill: a manual stop, so the container stays down until started again
     # (the restart policy after a crash is the adapter's test below).
     run(["docker", "kill", "--signal", "KILL", stack.container("vllm")["Id"]], stack.env)
@@ -360,8 +385,7 @@ def test_vllm_killed_under_open_streams(stack: Stack) -> None:
         thread.join(120)
     try:
         for lines in streams:
-            assert len(lines) > 1 and all(line.get("done") is False for line in lines[:-1])
-            assert list(lines[-1]) == ["error"], lines[-1]
+            assert ended_with_an_error(lines), lines[-3:]
         resp, took = timed(lambda: chat(stack))
         assert resp.status_code == 503 and "vllm" in resp.json()["error"], resp.text
         assert took < 15, took
