@@ -129,11 +129,7 @@ class Gate:
 
         async def with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = message.get("headers")
-                if headers.__class__ is list:  # the response's own list: sent once, so ours
-                    headers.append(header)
-                else:
-                    message["headers"] = [*(headers or ()), header]
+                message["headers"] = [*message.get("headers", ()), header]
                 info.status = message["status"]
                 info.first_byte = time.perf_counter()
             await send(message)

@@ -160,36 +160,33 @@ def whole_events(buf: bytes, head: bytes = b"") -> tuple[list[Any], bool] | None
         except ValueError:
             j = count
         run = events[i:j]
-        try:
-            if kind:
-                texts = orjson.loads(b"[" + b",".join(map(cut, run)) + b"]")
-            else:
-                decoded = orjson.loads(b"[" + b",".join(run) + b"]")
-        except orjson.JSONDecodeError:
+        decoded = _as_array(list(map(cut, run)) if kind else run)
+        if decoded is None:
             return None
-        if kind:
-            if len(texts) != j - i or not all(map(isinstance, texts, repeat(str))) or "" in texts:
-                return None
-            items.extend(texts)
-        else:
-            if len(decoded) != j - i:
-                return None
-            items.extend(decoded)
+        if kind and (not all(map(isinstance, decoded, repeat(str))) or "" in decoded):
+            return None
+        items.extend(decoded)
         i = j
     return items, done
 
 
+def _as_array(payloads: list[bytes]) -> list[Any] | None:
+    """Several JSON values decoded in one parse, as the array they make joined; None when that
+    is not JSON or does not give one value each (``1,2`` and ``3`` make three)."""
+    try:
+        values = orjson.loads(b"[" + b",".join(payloads) + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    return values if len(values) == len(payloads) else None
+
+
 def decode_events(payloads: list[bytes]) -> list[Any]:
-    """Several events' JSON in one parse (a JSON array of them), each on its own only when
-    that fails or does not give one value per event."""
+    """Several events' JSON in one parse (``_as_array``), each on its own only when that
+    fails."""
     if len(payloads) > 1:
-        try:
-            events = orjson.loads(b"[" + b",".join(payloads) + b"]")
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            if len(events) == len(payloads):
-                return list(events)
+        events = _as_array(payloads)
+        if events is not None:
+            return events
     decoded: list[Any] = []
     for payload in payloads:
         try:

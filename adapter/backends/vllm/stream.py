@@ -208,12 +208,11 @@ class StreamTranslator:
         context = self._context
         completions = self._completions
         for chunk in events:
-            if chunk.__class__ is str:  # a plain text event, as ``Events`` gives it
+            if isinstance(chunk, str):  # a plain text event, as ``Events`` gives it
                 if timings.first == 0:
                     timings.first = self._clock.perf_ns()
                 append(chunk)
                 continue
-            assert not isinstance(chunk, str)
             choices = chunk.get("choices")
             if choices and not chunk.get("usage") and not chunk.get("prompt_token_ids"):
                 choice = choices[0]
