@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -40,9 +39,9 @@ class Events:
     set, at most that many lines are split off at a time, so a large first read does not hold
     the first token. ``done`` tells that ``data: [DONE]`` came; nothing after it is read.
 
-    With ``plain_text`` (a chat answer being collected), an event that is only a piece of
-    text, in vLLM's exact shape, comes out as that text (a ``str``) instead of its object:
-    ``whole_events`` says how, and only its text is decoded.
+    With ``plain_text`` (a chat answer being collected), a run of events that are only a
+    piece of text each, in vLLM's exact shape, comes out as their text (one ``str``) instead
+    of their objects: ``whole_events`` says how, and only the text is decoded.
     """
 
     __slots__ = ("_chunks", "_plain", "done", "limit")
@@ -127,30 +126,52 @@ def whole_events(buf: bytes, head: bytes = b"") -> tuple[list[Any], bool] | None
     takes it then.
 
     With ``head`` (``data: `` and the stream's id, object, created and model, then
-    ``CONTENT_HEAD``), an event that starts so and ends with ``CONTENT_TAIL`` comes out as its
-    text, and only the texts of such a run are decoded: the ninety-odd per cent of each event
-    that says the same every time is not. Sound because both hold quotes that no JSON string
-    holds unescaped, so they match only an event's structure; what lies between must then
-    decode as one string per event (another key in the delta, ``null``, or an empty text,
-    which ``feed`` must see, sends the read to the line reader instead)."""
+    ``CONTENT_HEAD``), a run of events that each start so and end with ``CONTENT_TAIL``
+    comes out as their texts joined (one ``str``), and only the texts are decoded: the
+    ninety-odd per cent of each event that says the same every time is not. Sound because
+    both hold quotes that no JSON string holds unescaped, so they match only an event's
+    structure; what lies between must then decode as one string per event (another key in
+    the delta, ``null``, or an empty text, which ``feed`` must see, sends the read to the
+    line reader instead)."""
     done = buf.endswith(_DONE)
     body = buf[: -len(_DONE)] if done else buf
     if not body:
         return [], done
     events = body[6:-2].split(_SEPARATOR)
+    items = _with_texts(events, head[6:]) if head else _array(events)
+    return None if items is None else (items, done)
+
+
+def _with_texts(events: list[bytes], start: bytes) -> list[Any] | None:
+    """``events`` decoded, each run of plain text events as its text (``whole_events``).
+
+    The usual read is a run of plain texts between a few other events (the role first, the
+    finish and the usage last): the run's texts are cut out at once and the run counts as
+    plain when it is rebuilt byte for byte from them, so no event is looked at on its own.
+    Any other read is sorted event by event."""
     count = len(events)
-    if head:
-        start = head[6:]
-        plain = list(
-            map(
-                bool.__and__,
-                map(bytes.startswith, events, repeat(start)),
-                map(bytes.endswith, events, repeat(_TAIL)),
-            )
-        )
-        cut = itemgetter(slice(len(start), -len(_TAIL)))
-    else:
-        plain = [False] * count
+    cut = len(start)
+    i = 0
+    while i < count and not _plain(events[i], start):
+        i += 1
+    j = count
+    while j > i and not _plain(events[j - 1], start):
+        j -= 1
+    if i == j:
+        return _array(events)
+    run = events[i:j]
+    texts = list(map(itemgetter(slice(cut, -len(_TAIL))), run))
+    if _SEPARATOR.join(run) == start + (_TAIL + _SEPARATOR + start).join(texts) + _TAIL:
+        text = _text(texts)
+        before = _array(events[:i])
+        after = _array(events[j:])
+        if text is None or before is None or after is None:
+            return None
+        before.append(text)
+        before.extend(after)
+        return before
+    # Something else inside the run (a tool call, reasoning): event by event.
+    plain = [_plain(event, start) for event in events]
     items: list[Any] = []
     i = 0
     while i < count:
@@ -159,20 +180,42 @@ def whole_events(buf: bytes, head: bytes = b"") -> tuple[list[Any], bool] | None
             j = plain.index(not kind, i)
         except ValueError:
             j = count
-        run = events[i:j]
-        decoded = _as_array(list(map(cut, run)) if kind else run)
-        if decoded is None:
-            return None
-        if kind and (not all(map(isinstance, decoded, repeat(str))) or "" in decoded):
-            return None
-        items.extend(decoded)
+        if kind:
+            text = _text([event[cut : -len(_TAIL)] for event in events[i:j]])
+            if text is None:
+                return None
+            items.append(text)
+        else:
+            decoded = _array(events[i:j])
+            if decoded is None:
+                return None
+            items.extend(decoded)
         i = j
-    return items, done
+    return items
 
 
-def _as_array(payloads: list[bytes]) -> list[Any] | None:
+def _plain(event: bytes, start: bytes) -> bool:
+    """Whether an event is shaped as a plain text event (its text still to be checked)."""
+    return event.startswith(start) and event.endswith(_TAIL)
+
+
+def _text(texts: list[bytes]) -> str | None:
+    """Plain text events' texts, decoded in one parse and joined; None unless each is one
+    JSON string, and not an empty one."""
+    decoded = _array(texts)
+    if decoded is None or "" in decoded:
+        return None
+    try:
+        return "".join(decoded)
+    except TypeError:  # a number, null, an object
+        return None
+
+
+def _array(payloads: list[bytes]) -> list[Any] | None:
     """Several JSON values decoded in one parse, as the array they make joined; None when that
     is not JSON or does not give one value each (``1,2`` and ``3`` make three)."""
+    if not payloads:
+        return []
     try:
         values = orjson.loads(b"[" + b",".join(payloads) + b"]")
     except orjson.JSONDecodeError:
@@ -181,10 +224,10 @@ def _as_array(payloads: list[bytes]) -> list[Any] | None:
 
 
 def decode_events(payloads: list[bytes]) -> list[Any]:
-    """Several events' JSON in one parse (``_as_array``), each on its own only when that
+    """Several events' JSON in one parse (``_array``), each on its own only when that
     fails."""
     if len(payloads) > 1:
-        events = _as_array(payloads)
+        events = _array(payloads)
         if events is not None:
             return events
     decoded: list[Any] = []
