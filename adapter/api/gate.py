@@ -65,13 +65,7 @@ class Gate:
         if forwarded:
             upstream.update(forwarded)
         info = RequestInfo(
-            rid,
-            scope["method"],
-            scope["path"],
-            time.perf_counter(),
-            upstream_headers=upstream,
-            content_length=length,
-            origin=origin,
+            rid, scope["method"], scope["path"], time.perf_counter(), upstream, length, origin
         )
         if parent is not None:
             # W3C Trace Context reaches vLLM with the request, so its OpenTelemetry spans (when
