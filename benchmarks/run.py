@@ -112,8 +112,9 @@ class Bench:
         if self.adapter_cpus:
             cmd = ["taskset", "-c", str(self.adapter_cpus[0]), *cmd]
         out = subprocess.run(cmd, capture_output=True, timeout=300, check=True)
-        self.extra["gate"] = json.loads(out.stdout.decode().strip().splitlines()[-1])
-        print(f"gate: {self.extra['gate']}", flush=True)
+        gate = json.loads(out.stdout.decode().strip().splitlines()[-1])
+        self.extra.setdefault("gates", []).append(gate)
+        print(f"gate: {gate}", flush=True)
 
     def stop_all(self) -> None:
         """Stop every server this run started."""
@@ -187,6 +188,8 @@ class Bench:
             "adapter_cpus_busy_pct": adapter_busy,
             "client_cpus_busy_pct": client_busy,
         }
+        if "round" in kw:
+            row["round"] = kw["round"]
         label = f"{target} w{workers} {endpoint} {'stream' if stream else 'full'} c{conc}"
         print(
             f"{label:<32} {res['rps']:>9.1f} req/s {res['chunks_per_s']:>10.1f} chunks/s "
@@ -198,35 +201,45 @@ class Bench:
         self.cells.append(row)
         return row
 
-    def matrix(self, target: str, srv: procs.Server, up: procs.Server, workers: int = 0) -> None:
+    def matrix(
+        self, target: str, srv: procs.Server, up: procs.Server, workers: int = 0, round_no: int = 0
+    ) -> None:
         """Non-streaming and streaming at every concurrency, then tags."""
+        kw = {"round": round_no} if self.a.rounds > 1 else {}
         for stream in (False, True):
             for conc in parse_cpus(self.a.concurrency):
-                self.cell(target, srv, up, "chat", stream, conc, workers)
-        self.cell(target, srv, up, "tags", False, self.a.tags_concurrency, workers)
+                self.cell(target, srv, up, "chat", stream, conc, workers, **kw)
+        self.cell(target, srv, up, "tags", False, self.a.tags_concurrency, workers, **kw)
 
     # -- scenarios -------------------------------------------------------------------------
     def fake_matrix(self) -> None:
-        """Direct vs adapter (per workers count), then the slow-stream memory test."""
+        """Direct vs adapter (per workers count) vs the naive adapter, in ``--rounds``
+        alternating rounds (each round every server's matrix, then the gate), then the
+        slow-stream memory test."""
         a = self.a
         up = self.upstream("fast")
         url = f"http://127.0.0.1:{up.port}"
-        if not a.no_direct:
-            self.matrix("direct", up, up)
+        adapters = []
         for w in parse_cpus(a.workers):
             ad = self.adapter(url, w, f"w{w}")
-            idle_kib = procs.tree_rss_kib(ad.pid)
-            self.matrix("adapter", ad, up, w)
+            adapters.append((w, ad, procs.tree_rss_kib(ad.pid)))
+        nv = self.naive(url) if a.naive else None
+        for r in range(a.rounds):
+            if not a.no_direct:
+                self.matrix("direct", up, up, 0, r)
+            for w, ad, _ in adapters:
+                self.matrix("adapter", ad, up, w, r)
+            if nv is not None:
+                self.matrix("naive", nv, up, 1, r)
+            self.gate()
+        for w, ad, idle_kib in adapters:
             self.extra.setdefault("adapter_memory", {})[f"w{w}"] = {
                 "idle_rss_mib": round(idle_kib / MIB, 1),
                 "hwm_mib": round(procs.tree_hwm_kib(ad.pid) / MIB, 1),
             }
             ad.stop()
-        if a.naive:
-            nv = self.naive(url)
-            self.matrix("naive", nv, up, 1)
+        if nv is not None:
             nv.stop()
-        self.gate()
         if a.slow_streams > 0:
             self.slow_streams()
         if a.split_check:
@@ -409,6 +422,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tags-concurrency", type=int, default=16)
     p.add_argument("--chunks", type=int, default=100, help="chunks per streamed reply")
     p.add_argument("--workers", default="1", help="adapter --workers values, e.g. 1,2")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the matrix this many times, the servers' turns alternating, and report\n"
+        "each ratio and rate as the median of the rounds (the VM's speed drifts by tens of\n"
+        "per cent between minutes)",
+    )
     p.add_argument(
         "--worker-cpu-quota",
         type=float,
