@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     from adapter import supervisor
-    from adapter.server import AdapterHttpProtocol
+    from adapter.server import AdapterHttpProtocol, AdapterServer
 
     logs.configure(settings.log_level, settings.log_format)
     export_settings(settings)
@@ -150,7 +151,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             config = uvicorn.Config("adapter.app:app_from_env", **options)
             grace, timeout = settings.shutdown_grace, settings.worker_timeout
             sys.exit(supervisor.run(config, grace=grace, worker_timeout=timeout))
-        uvicorn.run("adapter.app:app_from_env", **options)
+        if settings.workers > 1:  # no supervisor on this platform: uvicorn's own
+            uvicorn.run("adapter.app:app_from_env", **options)
+            return
+        server = AdapterServer(uvicorn.Config("adapter.app:app_from_env", **options))
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:
+            sys.exit(supervisor.STARTUP_FAILURE)
     finally:
         if own_dir is not None:  # ours: no one else reads the files once the workers are gone
             shutil.rmtree(own_dir, ignore_errors=True)

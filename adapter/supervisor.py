@@ -40,6 +40,7 @@ from multiprocessing.synchronize import Event
 import uvicorn
 
 from adapter.metrics import worker_exited
+from adapter.server import AdapterServer
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -97,7 +98,7 @@ def _exit_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-class WorkerServer(uvicorn.Server):
+class WorkerServer(AdapterServer):
     """uvicorn's server that says when it listens and beats a heartbeat from its loop."""
 
     def __init__(self, config: uvicorn.Config, ready: Event, heartbeat: c_double):

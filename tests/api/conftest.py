@@ -14,7 +14,7 @@ import uvicorn
 from adapter.app import create_app
 from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
-from adapter.server import AdapterHttpProtocol
+from adapter.server import AdapterHttpProtocol, AdapterServer
 from tests.fake_vllm import FakeVLLM
 from tests.support.clock import Ticks, hand_clock
 
@@ -69,8 +69,8 @@ async def listening(settings: Settings) -> AsyncIterator[Listening]:
         await serving
 
 
-class Listening(uvicorn.Server):
-    """uvicorn's server, with an event set once it listens and one once its shutdown began."""
+class Listening(AdapterServer):
+    """The adapter's server, with an event set once it listens and one once its shutdown began."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)

@@ -10,7 +10,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from adapter.server import AdapterHttpProtocol, HeadHoldingTransport
+from adapter.server import AdapterHttpProtocol, AdapterServer, HeadHoldingTransport
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n"
 
@@ -196,3 +196,56 @@ async def test_a_request_on_an_idle_connection_at_shutdown_is_answered_then_clos
 async def test_stock_uvicorn_closes_an_idle_connection_at_shutdown() -> None:
     """What the protocol changes: the same request gets nothing (the connection closes)."""
     assert await second_request_during_shutdown(HttpToolsProtocol) == b""
+
+
+def idle_server(tick: float) -> tuple[AdapterServer, list[int]]:
+    """An ``AdapterServer`` (not started) whose ticks are recorded."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        return None
+
+    config = uvicorn.Config(app, log_level="warning", loop="asyncio")
+    config.load()
+    server = AdapterServer(config)
+    server.TICK_SECONDS = tick
+    ticks: list[int] = []
+    on_tick = server.on_tick
+
+    async def recorded(counter: int) -> bool:
+        ticks.append(counter)
+        return await on_tick(counter)
+
+    server.on_tick = recorded  # type: ignore[method-assign]
+    return server, ticks
+
+
+async def test_the_idle_server_sleeps_between_ticks_and_wakes_at_once_to_exit() -> None:
+    """uvicorn polls ten times a second; this one waits for its tick or for ``should_exit``."""
+    server, ticks = idle_server(tick=3600.0)
+    loop = asyncio.create_task(server.main_loop())
+    await asyncio.sleep(0.3)  # three of uvicorn's polls
+    assert ticks == [0]
+    server.should_exit = True
+    await asyncio.wait_for(loop, 10)  # not an hour
+    assert ticks == [0, 10]
+
+
+async def test_every_tick_renews_the_date_header() -> None:
+    server, ticks = idle_server(tick=0.01)
+    on_tick = server.on_tick
+
+    async def until_four(counter: int) -> bool:
+        return await on_tick(counter) or len(ticks) == 4
+
+    server.on_tick = until_four  # type: ignore[method-assign]
+    await asyncio.wait_for(server.main_loop(), 10)
+    # uvicorn's on_tick renews the date when the counter is a multiple of 10
+    assert ticks[:4] == [0, 10, 20, 30]
+    assert [name for name, _ in server.server_state.default_headers] == [b"date", b"server"]
+
+
+async def test_exit_asked_before_the_loop_started_ends_it_at_once() -> None:
+    server, ticks = idle_server(tick=3600.0)
+    server.should_exit = True
+    await asyncio.wait_for(server.main_loop(), 10)
+    assert ticks == [0]
