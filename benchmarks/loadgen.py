@@ -21,6 +21,7 @@ from time import perf_counter
 from typing import Any
 from urllib.parse import urlsplit
 
+from adapter.ollama_api.options import OLLAMA_SAMPLING, sampling_params
 from benchmarks.checks import CHECKERS, Checker, Expect
 from benchmarks.common import (
     DEFAULT_CHUNKS,
@@ -72,6 +73,10 @@ class Workload:
                 body["max_tokens"] = self.tokens
             if self.stream:
                 body["stream_options"] = {"include_usage": True}
+            if self.real:
+                # The sampling the adapter asks vLLM for when a client sets none (Ollama's
+                # defaults): the same work for vLLM on both legs of a real comparison.
+                body.update(sampling_params(OLLAMA_SAMPLING))
         data = dumps(body)
         return (
             b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"

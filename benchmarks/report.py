@@ -467,8 +467,9 @@ def markdown(doc: Row) -> str:
         if len(gates) > 1:
             lines += [
                 "",
-                f"Value = the median of {len(gates)} rounds; each round measured the adapter, then"
-                " the naive adapter (ratios are taken within a round), then the gate.",
+                f"Value = the median of {len(gates)} rounds; in each round every cell ran on the"
+                " adapter and right after on the naive adapter (a ratio compares the two), then"
+                " the gate ran.",
             ]
         if gate:
             lines += [

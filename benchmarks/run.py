@@ -201,36 +201,39 @@ class Bench:
         self.cells.append(row)
         return row
 
-    def matrix(
-        self, target: str, srv: procs.Server, up: procs.Server, workers: int = 0, round_no: int = 0
-    ) -> None:
-        """Non-streaming and streaming at every concurrency, then tags."""
-        kw = {"round": round_no} if self.a.rounds > 1 else {}
-        for stream in (False, True):
-            for conc in parse_cpus(self.a.concurrency):
-                self.cell(target, srv, up, "chat", stream, conc, workers, **kw)
-        self.cell(target, srv, up, "tags", False, self.a.tags_concurrency, workers, **kw)
+    def cells_of_matrix(self) -> list[tuple[str, bool, int]]:
+        """The matrix's cells: non-streaming and streaming chat at every concurrency, tags."""
+        chat = [
+            ("chat", stream, conc)
+            for stream in (False, True)
+            for conc in parse_cpus(self.a.concurrency)
+        ]
+        return [*chat, ("tags", False, self.a.tags_concurrency)]
 
     # -- scenarios -------------------------------------------------------------------------
     def fake_matrix(self) -> None:
-        """Direct vs adapter (per workers count) vs the naive adapter, in ``--rounds``
-        alternating rounds (each round every server's matrix, then the gate), then the
-        slow-stream memory test."""
+        """Direct vs adapter (per workers count) vs the naive adapter, in ``--rounds`` rounds:
+        each cell measured on every server one right after the other (so a ratio compares
+        neighbouring seconds), then the gate; then the slow-stream memory test."""
         a = self.a
         up = self.upstream("fast")
         url = f"http://127.0.0.1:{up.port}"
+        servers: list[tuple[str, procs.Server, int]] = []
+        if not a.no_direct:
+            servers.append(("direct", up, 0))
         adapters = []
         for w in parse_cpus(a.workers):
             ad = self.adapter(url, w, f"w{w}")
             adapters.append((w, ad, procs.tree_rss_kib(ad.pid)))
+            servers.append(("adapter", ad, w))
         nv = self.naive(url) if a.naive else None
+        if nv is not None:
+            servers.append(("naive", nv, 1))
         for r in range(a.rounds):
-            if not a.no_direct:
-                self.matrix("direct", up, up, 0, r)
-            for w, ad, _ in adapters:
-                self.matrix("adapter", ad, up, w, r)
-            if nv is not None:
-                self.matrix("naive", nv, up, 1, r)
+            kw = {"round": r} if a.rounds > 1 else {}
+            for endpoint, stream, conc in self.cells_of_matrix():
+                for target, srv, w in servers:
+                    self.cell(target, srv, up, endpoint, stream, conc, w, **kw)
             self.gate()
         for w, ad, idle_kib in adapters:
             self.extra.setdefault("adapter_memory", {})[f"w{w}"] = {
@@ -426,9 +429,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=1,
-        help="measure the matrix this many times, the servers' turns alternating, and report\n"
-        "each ratio and rate as the median of the rounds (the VM's speed drifts by tens of\n"
-        "per cent between minutes)",
+        help="measure the matrix this many times (each cell on every server back to back) and\n"
+        "report issue 19's ratios and rates as the median of the rounds (the VM's speed\n"
+        "drifts by tens of per cent between minutes)",
     )
     p.add_argument(
         "--worker-cpu-quota",
