@@ -47,7 +47,7 @@ docker-engine: setup
 	scripts/docker-engine.sh
 
 test: setup setup-vllm models docker-engine $(if $(wildcard tests/clients/js/package.json),tests/clients/js/node_modules/.installed)
-	$(BIN)/pytest -p no:cacheprovider -ra
+	$(BIN)/pytest -p no:cacheprovider -ra --durations=25
 
 test-deploy: setup setup-vllm models docker-engine
 	$(BIN)/pytest -p no:cacheprovider -ra tests/deploy/e2e
