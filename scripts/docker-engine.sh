@@ -2,6 +2,8 @@
 # Makes sure a Docker Engine and Compose v2 answer, for `make test-deploy` (and so `make test`).
 #
 #   scripts/docker-engine.sh
+#   scripts/docker-engine.sh --engine-only   the engine and debootstrap, not Compose (which
+#                                            needs .venv): what .ci/run starts while it sets up
 #
 # - An engine that already answers (`docker info`) is used as it is: never restarted.
 # - No engine installed: as root with apt-get, installs Debian's docker.io (Engine 20.10 on
@@ -54,6 +56,12 @@ if ! engine_answers; then
   fi
 fi
 log "engine $("$DOCKER" info --format '{{.ServerVersion}}')"
+
+if [[ "${1:-}" == "--engine-only" ]]; then
+  command -v debootstrap >/dev/null || apt_install debootstrap ||
+    log "debootstrap is missing: only needed when a stand-in base image must be built"
+  exit 0
+fi
 
 if ! "$DOCKER" compose version >/dev/null 2>&1; then
   binary="$("$VENV/bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")' 2>/dev/null || true)"
