@@ -13,6 +13,7 @@ A client that sent its next request in that instant loses it (``Server disconnec
 sending a response``): three rolls under four keep-alive clients lost one request in 11,500.
 Here an idle connection stays open ``DRAIN_SECONDS`` more: a request that arrives is answered
 with ``Connection: close``, and the connection closes after it (or at the end of the wait).
+
 uvicorn's server wakes ten times a second to check whether it should exit (and once a second
 of those to renew the ``Date`` header). On the VM the benchmarks ran on each wake-up cost about
 230 µs of CPU: 2.3 ms a second with nothing to do, which at the token rates of a small model on

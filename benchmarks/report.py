@@ -160,7 +160,7 @@ def _stream_path_targets(doc: Row, cells: list[Row]) -> list[Row]:
     the gate's cost per request. With several rounds each is the median of the rounds (a
     ratio taken within each round), and ``rounds`` lists them."""
     tags_conc = doc.get("config", {}).get("tags_concurrency", 16)
-    gates = doc.get("gates") or ([doc["gate"]] if doc.get("gate") else [])
+    gates = _gates(doc)
     rounds = sorted({c.get("round", 0) for c in cells if "scenario" not in c})
 
     def per_round(value: Any) -> list[float]:
@@ -210,6 +210,12 @@ def _stream_path_targets(doc: Row, cells: list[Row]) -> list[Row]:
         ),
         _median_target("the gate, per request", gate_rounds, 2, False, "µs"),
     ]
+
+
+def _gates(doc: Row) -> list[Row]:
+    """The run's gatebench results, one a round (a run from before rounds has one)."""
+    gates: list[Row] = doc.get("gates") or ([doc["gate"]] if doc.get("gate") else [])
+    return gates
 
 
 def _median_target(
@@ -462,7 +468,7 @@ def markdown(doc: Row) -> str:
                 for t in s["targets_19"]
             ],
         )
-        gates = doc.get("gates") or ([doc["gate"]] if doc.get("gate") else [])
+        gates = _gates(doc)
         gate = gates[len(gates) // 2] if gates else {}
         if len(gates) > 1:
             lines += [

@@ -150,7 +150,7 @@ def _with_texts(events: list[bytes], start: bytes) -> list[Any] | None:
     plain when it is rebuilt byte for byte from them, so no event is looked at on its own.
     Any other read is sorted event by event."""
     count = len(events)
-    cut = len(start)
+    text_of = itemgetter(slice(len(start), -len(_TAIL)))
     i = 0
     while i < count and not _plain(events[i], start):
         i += 1
@@ -160,7 +160,7 @@ def _with_texts(events: list[bytes], start: bytes) -> list[Any] | None:
     if i == j:
         return _array(events)
     run = events[i:j]
-    texts = list(map(itemgetter(slice(cut, -len(_TAIL))), run))
+    texts = list(map(text_of, run))
     if _SEPARATOR.join(run) == start + (_TAIL + _SEPARATOR + start).join(texts) + _TAIL:
         text = _text(texts)
         before = _array(events[:i])
@@ -181,7 +181,7 @@ def _with_texts(events: list[bytes], start: bytes) -> list[Any] | None:
         except ValueError:
             j = count
         if kind:
-            text = _text([event[cut : -len(_TAIL)] for event in events[i:j]])
+            text = _text(list(map(text_of, events[i:j])))
             if text is None:
                 return None
             items.append(text)
