@@ -485,6 +485,11 @@ def markdown(doc: Row) -> str:
                 f"{gate['gate_with_access_line_us']} µs writing it; a new request id "
                 f"{gate['id_gate_us']} µs (16 random bytes: {gate['id_urandom_us']} µs).",
             ]
+            if "gate_and_sends_us" in gate:
+                lines.append(
+                    f"With two no-op ASGI sends of an answer around it (what gatebench timed"
+                    f" before 2026-12-02 night): {gate['gate_and_sends_us']} µs."
+                )
         lines.append("")
     if "added_at_c1" in s:
         lines += ["## Added by the adapter at 1 concurrent request (adapter minus direct, ms)", ""]
