@@ -33,6 +33,7 @@ _ENV_NAMES = {
     "workers": "ADAPTER_WORKERS",
     "answer_room": "ADAPTER_ANSWER_ROOM",
     "sampling_defaults": "ADAPTER_SAMPLING_DEFAULTS",
+    "collect_stream_interval": "ADAPTER_COLLECT_STREAM_INTERVAL",
     "max_concurrent": "ADAPTER_MAX_CONCURRENT",
     "open_paths": "ADAPTER_OPEN_PATHS",
     "forward_headers": "ADAPTER_FORWARD_HEADERS",

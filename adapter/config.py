@@ -173,6 +173,14 @@ class Settings(BaseSettings):
     """``ollama``: options a request (or derived model) leaves unset are sent at Ollama's
     defaults (temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.0), so services tuned on
     Ollama sample as before; ``model``: left to vLLM (the model's generation_config.json)."""
+    collect_stream_interval: int = Field(
+        64,
+        ge=1,
+        validation_alias=AliasChoices("collect_stream_interval", "ADAPTER_COLLECT_STREAM_INTERVAL"),
+    )
+    """For an answer collected whole (``stream: false``): vLLM's per-request
+    ``stream_interval``, the tokens it sends in one event (its first and last at once); 1: not
+    sent, one token an event as for a stream. Not with tools or a thinking model."""
     shutdown_grace: float = Field(
         30.0, ge=0, validation_alias=AliasChoices("shutdown_grace", "ADAPTER_SHUTDOWN_GRACE")
     )

@@ -125,6 +125,34 @@ async def test_chat_not_streaming(client: httpx.AsyncClient, fake: FakeVLLM) -> 
     assert all(p > 1 for p in parts) and sum(parts) <= body["total_duration"]
 
 
+async def test_a_collected_answer_asks_vllm_for_tokens_in_batches(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    """``stream: false`` chats and generates ask vLLM for 64 tokens an event (the setting's
+    default); a stream, and a chat with tools, ask for one an event (vLLM's default)."""
+    await client.post("/api/chat", json={**CHAT, "stream": False})
+    assert fake.last["stream_interval"] == 64
+    await client.post("/api/generate", json={"model": "tiny-llm", "prompt": "x", "stream": False})
+    assert fake.last["stream_interval"] == 64
+    raw = {"model": "tiny-llm", "prompt": "x", "raw": True, "stream": False}
+    await client.post("/api/generate", json=raw)
+    assert fake.requests[-1][0] == "/v1/completions" and fake.last["stream_interval"] == 64
+    await client.post("/api/chat", json=CHAT)
+    assert "stream_interval" not in fake.last
+    await client.post("/api/generate", json={"model": "tiny-llm", "prompt": "x"})
+    assert "stream_interval" not in fake.last
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    await client.post("/api/chat", json={**CHAT, "stream": False, "tools": [tool]})
+    assert "tools" in fake.last and "stream_interval" not in fake.last
+
+
+async def test_collect_stream_interval_one_sends_none(fake: FakeVLLM) -> None:
+    settings = Settings(vllm_url=await fake.url(), collect_stream_interval=1)
+    async for c in serve(settings):
+        resp = await c.post("/api/chat", json={**CHAT, "stream": False})
+        assert resp.status_code == 200 and "stream_interval" not in fake.last
+
+
 async def test_form_encoded_curl_body_is_read_as_json(client: httpx.AsyncClient) -> None:
     resp = await client.post(
         "/api/chat",

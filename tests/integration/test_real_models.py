@@ -77,6 +77,23 @@ def test_the_capital_of_france_is_paris_on_every_route(live_adapter: str) -> Non
     assert "Paris" in openai["choices"][0]["message"]["content"]
 
 
+def test_a_collected_answer_is_the_streamed_answer(live_adapter: str) -> None:
+    """A ``stream: false`` answer comes from vLLM many tokens an event
+    (``ADAPTER_COLLECT_STREAM_INTERVAL``); it must be the answer a stream gives, token for
+    token, with its durations."""
+    ask = [{"role": "user", "content": "Tell me about the Moon."}]
+    options = {**COLD, "num_predict": 40}
+    whole = chat(live_adapter, ask, options=options)
+    lines = streamed(
+        live_adapter, "/api/chat", {"model": MODEL, "messages": ask, "options": options}
+    )
+    assert len(lines) > 10  # the stream came a token a line
+    assert whole["message"]["content"] == "".join(line["message"]["content"] for line in lines)
+    assert whole["eval_count"] == lines[-1]["eval_count"] == 40
+    assert whole["done_reason"] == lines[-1]["done_reason"] == "length"
+    assert whole["prompt_eval_duration"] > 0 and whole["eval_duration"] > 0
+
+
 def test_a_system_message_reaches_the_model(live_adapter: str) -> None:
     hello = [{"role": "user", "content": "Hello, who are you?"}]
     pirate = [{"role": "system", "content": "You are a pirate. Always talk like a pirate."}]

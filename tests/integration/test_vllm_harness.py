@@ -104,6 +104,35 @@ def test_streaming_chat_ends_with_usage_chunk(vllm_url: str) -> None:
     assert all("usage" not in e or e["usage"] is None for e in events[:-1])
 
 
+def test_a_per_request_stream_interval_batches_tokens_but_not_the_first(vllm_url: str) -> None:
+    """What the adapter's collected answers rely on (``ADAPTER_COLLECT_STREAM_INTERVAL``):
+    vLLM takes ``stream_interval`` per request, sends the first token at once and the rest
+    that many an event, and the text is the text of one token an event."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "max_tokens": 20,
+        "ignore_eos": True,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+    def contents(events: list[dict[str, Any]]) -> list[str]:
+        return [
+            e["choices"][0]["delta"]["content"]
+            for e in events
+            if e["choices"] and e["choices"][0]["delta"].get("content")
+        ]
+
+    one = _sse_events(vllm_url, body)
+    eight = _sse_events(vllm_url, {**body, "stream_interval": 8})
+    assert one[-1]["usage"]["completion_tokens"] == eight[-1]["usage"]["completion_tokens"] == 20
+    assert "".join(contents(one)) == "".join(contents(eight))
+    # The first token alone, then 19 in events of 8 (the last may carry fewer).
+    assert len(contents(one)) > 10 and 2 <= len(contents(eight)) <= 4, contents(eight)
+
+
 def test_named_tool_choice_returns_schema_valid_tool_call(vllm_url: str) -> None:
     data = _chat(
         vllm_url,

@@ -320,3 +320,24 @@ def test_a_prompt_longer_than_the_context_is_cut_as_ollamas_runner_cuts_it() -> 
     chat = {"model": "m", "messages": [], "tools": [], "temperature": 0.8, "max_tokens": 5000}
     body = truncate.completions_over_tokens(chat, cut, 512)
     assert body == {"model": "m", "prompt": cut, "temperature": 0.8, "max_tokens": 512 - 259}
+
+
+def test_collected_in_batches_only_for_a_whole_answer_without_parsers_in_the_way() -> None:
+    ask = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    whole = ChatRequest.model_validate({**ask, "stream": False})
+    assert t.collected_in_batches(whole, model(), 64) == {"stream_interval": 64}
+    generate = GenerateRequest.model_validate({"model": "m", "prompt": "x", "stream": False})
+    assert t.collected_in_batches(generate, model(), 16) == {"stream_interval": 16}
+    # Streams (stream true, or unset as Ollama's default) go token by token, as Ollama's do.
+    assert t.collected_in_batches(ChatRequest.model_validate(ask), model(), 64) == {}
+    streamed = ChatRequest.model_validate({**ask, "stream": True})
+    assert t.collected_in_batches(streamed, model(), 64) == {}
+    # 1 is vLLM's own default: nothing is sent.
+    assert t.collected_in_batches(whole, model(), 1) == {}
+    # Tool and reasoning parsers see one token a chunk, as they were written for.
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with_tools = ChatRequest.model_validate({**ask, "stream": False, "tools": [tool]})
+    assert t.collected_in_batches(with_tools, model(caps=("completion", "tools")), 64) == {}
+    assert t.collected_in_batches(whole, model(caps=THINKS), 64) == {}
+    no_tools = ChatRequest.model_validate({**ask, "stream": False, "tools": []})
+    assert t.collected_in_batches(no_tools, model(), 64) == {"stream_interval": 64}

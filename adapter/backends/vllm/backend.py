@@ -52,6 +52,7 @@ class VLLMBackend(Passthrough):
         self._metrics = metrics
         self._answer_room = settings.answer_room
         self._sampling = OLLAMA_SAMPLING if settings.sampling_defaults == "ollama" else None
+        self._collect_interval = settings.collect_stream_interval
         headers = {}
         if settings.vllm_api_key is not None:
             headers["Authorization"] = f"Bearer {settings.vllm_api_key.get_secret_value()}"
@@ -146,6 +147,7 @@ class VLLMBackend(Passthrough):
             return load_response(req.model, chat=True, unload=unload, now_ns=clock.wall_ns())
         timings = rs.Timings(start=clock.perf_ns())
         body = rq.chat_body(req, entry, stream=True, clock=clock, defaults=self._sampling)
+        batches = rq.collected_in_batches(req, entry, self._collect_interval)
 
         def translator_for(completions: bool) -> StreamTranslator:
             return StreamTranslator(
@@ -161,7 +163,7 @@ class VLLMBackend(Passthrough):
         translator = translator_for(False)
         path = "/v1/chat/completions"
         try:
-            resp = await self._send(path, body, req.model, translator)
+            resp = await self._send(path, body, req.model, translator, batches)
         except ContextOverflow:
             if req.truncate is False or not entry.max_model_len:
                 raise
@@ -173,7 +175,7 @@ class VLLMBackend(Passthrough):
                 room=self._answer_room,
             )
             translator = translator_for(path == "/v1/completions")
-            resp = await self._send(path, body, req.model, translator)
+            resp = await self._send(path, body, req.model, translator, batches)
         return await self._answer(resp, translator)
 
     async def generate(self, req: GenerateRequest, entry: ModelEntry, raw: bytes) -> Reply:
@@ -184,6 +186,7 @@ class VLLMBackend(Passthrough):
             return load_response(req.model, chat=False, unload=unload, now_ns=clock.wall_ns())
         timings = rs.Timings(start=clock.perf_ns())
         path, body = rq.generate_body(req, entry, stream=True, defaults=self._sampling)
+        batches = rq.collected_in_batches(req, entry, self._collect_interval)
         completions = path == "/v1/completions"
         context: bool | list[int] = not completions
         if rq.uses_context(req):
@@ -205,7 +208,7 @@ class VLLMBackend(Passthrough):
 
         translator = translator_for(completions, context)
         try:
-            resp = await self._send(path, body, req.model, translator)
+            resp = await self._send(path, body, req.model, translator, batches)
         except ContextOverflow:
             if req.truncate is False or not entry.max_model_len:
                 raise
@@ -215,7 +218,7 @@ class VLLMBackend(Passthrough):
             if context is not False:
                 body["return_token_ids"] = True
             translator = translator_for(True, body["prompt"] if context is not False else False)
-            resp = await self._send("/v1/completions", body, req.model, translator)
+            resp = await self._send("/v1/completions", body, req.model, translator, batches)
         return await self._answer(resp, translator)
 
     async def _prompt_tokens(self, body: dict[str, Any], model: str) -> list[int]:
@@ -251,8 +254,16 @@ class VLLMBackend(Passthrough):
         return [*(req.context or []), *resp["tokens"]]
 
     async def _send(
-        self, path: str, body: dict[str, Any], model: str, translator: StreamTranslator
+        self,
+        path: str,
+        body: dict[str, Any],
+        model: str,
+        translator: StreamTranslator,
+        batches: Mapping[str, Any],
     ) -> Response:
+        """Open vLLM's stream of an answer; ``batches``: ``collected_in_batches``'s field, put
+        on every body sent for it (a cut history's too)."""
+        body.update(batches)
         translator.timings.sent = self.clock.perf_ns()
         return await self.open_stream(path, body, model=model)
 
