@@ -256,6 +256,8 @@ def _real_summary(cells: list[Row]) -> Row:
     if any("paired" in c for c in cells):
         return _paired_summary(cells)
     out: Row = {"by_concurrency": []}
+    # Streams, or answers taken whole (``--real-whole``, ``stream: false``).
+    mode = "" if all(c.get("stream", True) for c in cells) else ", stream: false"
     for conc in sorted({c["concurrency"] for c in cells}):
         d = [c for c in cells if c["target"] == "direct" and c["concurrency"] == conc]
         a = [c for c in cells if c["target"] == "adapter" and c["concurrency"] == conc]
@@ -277,7 +279,7 @@ def _real_summary(cells: list[Row]) -> Row:
         )
         out["targets"] = [
             _target(
-                f"tokens/s through the adapter vs direct, c{conc}",
+                f"tokens/s through the adapter vs direct, c{conc}{mode}",
                 round(ratio * 100, 2),
                 97,
                 True,
@@ -287,7 +289,13 @@ def _real_summary(cells: list[Row]) -> Row:
         share = out["by_concurrency"][-1].get("adapter_cpu_share_pct")
         if share is not None:
             out["targets"].append(
-                _target(f"adapter CPU per token ÷ vLLM API server's, c{conc}", share, 5, False, "%")
+                _target(
+                    f"adapter CPU per token ÷ vLLM API server's, c{conc}{mode}",
+                    share,
+                    5,
+                    False,
+                    "%",
+                )
             )
     return out
 

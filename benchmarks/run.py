@@ -366,11 +366,12 @@ class Bench:
         api_pids = procs.vllm_api_server_pids()
         mine = procs.tree(srv.pid) if srv is not None else []
         v0, m0 = procs.cpu_seconds(api_pids), procs.cpu_seconds(mine)
+        stream = not a.real_whole
         if srv is None:
-            res = self.load(url, api, "chat", True, conc, **kw)
+            res = self.load(url, api, "chat", stream, conc, **kw)
         else:
             with procs.MemSampler(srv.pid) as mem:
-                res = self.load(url, api, "chat", True, conc, **kw)
+                res = self.load(url, api, "chat", stream, conc, **kw)
             rss = round(mem.peak_kib / MIB, 1)
         v1, m1 = procs.cpu_seconds(api_pids), procs.cpu_seconds(mine)
         tokens = res.get("tokens") or 0
@@ -380,7 +381,7 @@ class Bench:
             flush=True,
         )
         row: dict[str, Any] = {"target": target, "workers": 1 if srv else 0, "endpoint": "chat"}
-        row.update(stream=True, concurrency=conc, warmup_s=0, server_rss_peak_mib=rss)
+        row.update(stream=stream, concurrency=conc, warmup_s=0, server_rss_peak_mib=rss)
         if tokens and api_pids:
             # CPU per relayed token: vLLM's API-server process (the same requests, whichever
             # way they came), and the adapter's processes when they were in the path.
@@ -475,6 +476,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--keep-cpus-awake",
         action="store_true",
         help="hold /dev/cpu_dma_latency at 0 during the run (idle CPUs poll instead of halting)",
+    )
+    p.add_argument(
+        "--real-whole",
+        action="store_true",
+        help="real vLLM: non-streaming requests (stream false) on both legs, not streams",
     )
     p.add_argument(
         "--real-paired",
