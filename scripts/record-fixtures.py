@@ -119,6 +119,26 @@ REQUESTS: list[Rec] = [
     # Chat completions.
     Rec("chat", "/v1/chat/completions", chat(), check=status_is(200)),
     Rec("chat_stream", "/v1/chat/completions", chat(max_tokens=8, **STREAM), ext="sse"),
+    # An answer taken whole: the adapter asks for many tokens an event (stream_interval).
+    Rec(
+        "chat_stream_interval",
+        "/v1/chat/completions",
+        chat(max_tokens=20, ignore_eos=True, stream_interval=8, **STREAM),
+        ext="sse",
+    ),
+    Rec(
+        "chat_stream_interval_logprobs",
+        "/v1/chat/completions",
+        chat(
+            max_tokens=12,
+            ignore_eos=True,
+            stream_interval=8,
+            logprobs=True,
+            top_logprobs=1,
+            **STREAM,
+        ),
+        ext="sse",
+    ),
     Rec("chat_logprobs", "/v1/chat/completions", chat(max_tokens=4, logprobs=True, top_logprobs=2)),
     Rec(
         "chat_sampling",
@@ -191,6 +211,21 @@ REQUESTS: list[Rec] = [
         "completions_stream",
         "/v1/completions",
         {"model": CHAT, "prompt": "def main(", "max_tokens": 8, "seed": 1, **STREAM},
+        ext="sse",
+    ),
+    Rec(
+        "completions_stream_interval",
+        "/v1/completions",
+        {
+            "model": CHAT,
+            "prompt": "def main(",
+            "max_tokens": 20,
+            "ignore_eos": True,
+            "seed": 1,
+            "stream_interval": 8,
+            "return_token_ids": True,
+            **STREAM,
+        },
         ext="sse",
     ),
     Rec(

@@ -73,6 +73,19 @@ def chat_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(4 + len(str(m.get("content") or "").split()) for m in messages)
 
 
+def stream_recording(chat: bool, body: dict[str, Any]) -> str:
+    """The recorded stream that answers a streamed chat or completion: one token an event, or,
+    when the request asks for ``stream_interval`` (the adapter's answers taken whole), the one
+    vLLM sent 8 tokens an event (first and last alone), with logprobs when they were asked."""
+    if not body.get("stream_interval"):
+        return "chat_stream.sse" if chat else "completions_stream.sse"
+    if not chat:
+        return "completions_stream_interval.sse"
+    return (
+        "chat_stream_interval_logprobs.sse" if body.get("logprobs") else "chat_stream_interval.sse"
+    )
+
+
 def _is_probe(body: dict[str, Any]) -> bool:
     """One of the adapter's one-token capability probes (its text is "probe")."""
     if body.get("prompt") == "probe":
@@ -291,8 +304,7 @@ class FakeVLLM:
             if not chat and body.get("suffix") and model not in self.insert_models:
                 return recorded("completions_suffix.json", model)
             if body.get("stream"):
-                name = "chat_stream.sse" if chat else "completions_stream.sse"
-                return self.stream(fixtures.raw(name))
+                return self.stream(fixtures.raw(stream_recording(chat, body)))
             return httpx.Response(
                 200, content=fixtures.raw("chat.json" if chat else "completions.json")
             )

@@ -118,8 +118,10 @@ async def test_chat_not_streaming(client: httpx.AsyncClient, fake: FakeVLLM) -> 
     one object assembled from it, with durations that mean something."""
     resp = await client.post("/api/chat", json={**CHAT, "stream": False})
     body = resp.json()
-    assert body["message"] == {"role": "assistant", "content": streamed_text("chat_stream.sse")}
-    assert body["done"] is True and body["eval_count"] == 8
+    # vLLM's answer to it: the first token alone, then 8 an event (the adapter asks for more).
+    text = streamed_text("chat_stream_interval.sse")
+    assert body["message"] == {"role": "assistant", "content": text}
+    assert body["done"] is True and body["eval_count"] == 20
     assert fake.last["stream"] is True
     parts = [body[k] for k in ("load_duration", "prompt_eval_duration", "eval_duration")]
     assert all(p > 1 for p in parts) and sum(parts) <= body["total_duration"]
@@ -144,6 +146,39 @@ async def test_a_collected_answer_asks_vllm_for_tokens_in_batches(
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     await client.post("/api/chat", json={**CHAT, "stream": False, "tools": [tool]})
     assert "tools" in fake.last and "stream_interval" not in fake.last
+
+
+async def test_a_collected_answer_keeps_every_token_of_events_of_many(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    """vLLM's events for an answer taken whole carry several tokens each (recorded with
+    ``stream_interval`` 8): each token's logprob, and each token id of a continued generate's
+    ``context``, is in the answer, in order."""
+    ask = {**CHAT, "stream": False, "logprobs": True, "top_logprobs": 1}
+    body = (await client.post("/api/chat", json=ask)).json()
+    events = [e for e in fixtures.sse_events("chat_stream_interval_logprobs.sse") if e["choices"]]
+    per_event = [
+        e["choices"][0]["logprobs"]["content"] for e in events if e["choices"][0]["logprobs"]
+    ]
+    assert max(len(c) for c in per_event) == 8
+    tokens = [c for content in per_event for c in content]
+    assert body["eval_count"] == len(tokens) == 12
+    assert [(p["token"], p["logprob"]) for p in body["logprobs"]] == [
+        (t["token"], t["logprob"]) for t in tokens
+    ]
+    assert [p["top_logprobs"][0]["token"] for p in body["logprobs"]] == [
+        t["top_logprobs"][0]["token"] for t in tokens
+    ]
+    assert body["message"]["content"] == streamed_text("chat_stream_interval_logprobs.sse")
+
+    follow = {"model": "tiny-llm", "prompt": "and?", "context": [1, 2, 3], "stream": False}
+    body = (await client.post("/api/generate", json=follow)).json()
+    path, sent = fake.requests[-1]
+    events = [e for e in fixtures.sse_events("completions_stream_interval.sse") if e["choices"]]
+    ids = [i for e in events for i in e["choices"][0]["token_ids"] or ()]
+    assert path == "/v1/completions" and sent["stream_interval"] == 64 and len(ids) == 20
+    assert sent["prompt"][:3] == [1, 2, 3] and body["context"] == [*sent["prompt"], *ids]
+    assert body["response"] == streamed_text("completions_stream_interval.sse")
 
 
 async def test_collect_stream_interval_one_sends_none(fake: FakeVLLM) -> None:
@@ -172,7 +207,7 @@ async def test_generate_streaming_and_not(client: httpx.AsyncClient, fake: FakeV
             "/api/generate", json={"model": "tiny-llm", "prompt": "hi", "stream": False}
         )
     ).json()
-    assert body["response"] == streamed_text("chat_stream.sse")
+    assert body["response"] == streamed_text("chat_stream_interval.sse")
 
 
 async def test_raw_generate_uses_completions(client: httpx.AsyncClient, fake: FakeVLLM) -> None:
@@ -182,7 +217,7 @@ async def test_raw_generate_uses_completions(client: httpx.AsyncClient, fake: Fa
         )
     ).json()
     assert fake.requests[-1][0] == "/v1/completions"
-    assert body["response"] == streamed_text("completions_stream.sse")
+    assert body["response"] == streamed_text("completions_stream_interval.sse")
 
 
 @pytest.mark.parametrize(
@@ -428,7 +463,8 @@ async def test_metrics_count_requests_and_tokens(client: httpx.AsyncClient) -> N
     await client.post("/api/chat", json=CHAT)
     text = (await client.get("/metrics")).text
     assert 'ollama_adapter_requests_total{endpoint="/api/chat",status="200"} 2.0' in text
-    assert 'ollama_adapter_tokens_total{backend="vllm",kind="completion"} 16.0' in text
+    # 20 tokens of the answer taken whole (recorded 8 an event), 8 streamed.
+    assert 'ollama_adapter_tokens_total{backend="vllm",kind="completion"} 28.0' in text
 
 
 async def test_many_concurrent_streams(client: httpx.AsyncClient) -> None:

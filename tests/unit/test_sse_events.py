@@ -132,6 +132,10 @@ def test_whole_events_declines_what_is_not_vllms_shape() -> None:
         ("chat_tool_named_stream.sse", True, False),
         ("think_chat_stream.sse", True, False),
         ("completions_stream.sse", False, True),
+        # Several tokens an event, as vLLM answers the adapter's answers taken whole.
+        ("chat_stream_interval.sse", True, False),
+        ("chat_stream_interval_logprobs.sse", True, False),
+        ("completions_stream_interval.sse", False, True),
     ],
 )
 @pytest.mark.parametrize("context", [False, True])
@@ -179,7 +183,14 @@ def answer_of(events: list[Any], *, keep: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "name", ["chat_stream.sse", "think_chat_stream.sse", "chat_tool_named_stream.sse"]
+    "name",
+    [
+        "chat_stream.sse",
+        "think_chat_stream.sse",
+        "chat_tool_named_stream.sse",
+        "chat_stream_interval.sse",
+        "chat_stream_interval_logprobs.sse",
+    ],
 )
 @pytest.mark.parametrize("size", [1, 7, 64, 100_000])
 async def test_plain_texts_from_vllms_bytes_answer_what_every_event_does(
