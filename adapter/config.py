@@ -180,7 +180,8 @@ class Settings(BaseSettings):
     )
     """For an answer collected whole (``stream: false``): vLLM's per-request
     ``stream_interval``, the tokens it sends in one event (its first and last at once); 1: not
-    sent, one token an event as for a stream. Not with tools or a thinking model."""
+    sent, one token an event as for a stream (for a vLLM older than 0.32, which ignores the
+    field). Not with tools or a thinking model."""
     shutdown_grace: float = Field(
         30.0, ge=0, validation_alias=AliasChoices("shutdown_grace", "ADAPTER_SHUTDOWN_GRACE")
     )
