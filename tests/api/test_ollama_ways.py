@@ -222,6 +222,7 @@ async def test_a_generate_prompt_longer_than_the_context_is_cut_too(
     total = chat_tokens([{"content": body["prompt"]}])
     assert path == "/v1/completions" and sent["return_token_ids"] is True
     assert sent["prompt"] == [*range(5), *range(total - 254, total)]
+    assert sent["stream_interval"] == 64  # the cut body is still an answer taken whole
     refused = await client.post("/api/generate", json={**body, "truncate": False})
     assert refused.status_code == 400
     assert refused.json()["error"].startswith("the input length exceeds the context length")

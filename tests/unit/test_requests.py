@@ -341,3 +341,11 @@ def test_collected_in_batches_only_for_a_whole_answer_without_parsers_in_the_way
     assert t.collected_in_batches(whole, model(caps=THINKS), 64) == {}
     no_tools = ChatRequest.model_validate({**ask, "stream": False, "tools": []})
     assert t.collected_in_batches(no_tools, model(), 64) == {"stream_interval": 64}
+    # The body builders put it where vLLM reads it; a history cut to fit keeps it.
+    body = t.chat_body(whole, model(), stream=True, clock=fake_clock(), interval=64)
+    assert body["stream_interval"] == 64
+    assert "stream_interval" not in t.chat_body(whole, model(), stream=True, clock=fake_clock())
+    _, body = t.generate_body(generate, model(), stream=True, interval=16)
+    assert body["stream_interval"] == 16
+    cut = truncate.completions_over_tokens(body, [1, 2, 3], 512)
+    assert cut["stream_interval"] == 16

@@ -146,8 +146,14 @@ class VLLMBackend(Passthrough):
         if not req.messages:
             return load_response(req.model, chat=True, unload=unload, now_ns=clock.wall_ns())
         timings = rs.Timings(start=clock.perf_ns())
-        body = rq.chat_body(req, entry, stream=True, clock=clock, defaults=self._sampling)
-        batches = rq.collected_in_batches(req, entry, self._collect_interval)
+        body = rq.chat_body(
+            req,
+            entry,
+            stream=True,
+            clock=clock,
+            defaults=self._sampling,
+            interval=self._collect_interval,
+        )
 
         def translator_for(completions: bool) -> StreamTranslator:
             return StreamTranslator(
@@ -163,7 +169,7 @@ class VLLMBackend(Passthrough):
         translator = translator_for(False)
         path = "/v1/chat/completions"
         try:
-            resp = await self._send(path, body, req.model, translator, batches)
+            resp = await self._send(path, body, req.model, translator)
         except ContextOverflow:
             if req.truncate is False or not entry.max_model_len:
                 raise
@@ -175,7 +181,7 @@ class VLLMBackend(Passthrough):
                 room=self._answer_room,
             )
             translator = translator_for(path == "/v1/completions")
-            resp = await self._send(path, body, req.model, translator, batches)
+            resp = await self._send(path, body, req.model, translator)
         return await self._answer(resp, translator)
 
     async def generate(self, req: GenerateRequest, entry: ModelEntry, raw: bytes) -> Reply:
@@ -185,14 +191,16 @@ class VLLMBackend(Passthrough):
         if not req.prompt and not req.suffix and not req.images:
             return load_response(req.model, chat=False, unload=unload, now_ns=clock.wall_ns())
         timings = rs.Timings(start=clock.perf_ns())
-        path, body = rq.generate_body(req, entry, stream=True, defaults=self._sampling)
-        batches = rq.collected_in_batches(req, entry, self._collect_interval)
+        sampling, interval = self._sampling, self._collect_interval
+        path, body = rq.generate_body(req, entry, stream=True, defaults=sampling, interval=interval)
         completions = path == "/v1/completions"
         context: bool | list[int] = not completions
         if rq.uses_context(req):
             context = await self._continuation_prompt(req, body)
             path, completions = "/v1/completions", True
-            body = rq.continuation_body(req, entry, context, stream=True, defaults=self._sampling)
+            body = rq.continuation_body(
+                req, entry, context, stream=True, defaults=sampling, interval=interval
+            )
 
         def translator_for(completions: bool, context: bool | list[int]) -> StreamTranslator:
             return StreamTranslator(
@@ -208,7 +216,7 @@ class VLLMBackend(Passthrough):
 
         translator = translator_for(completions, context)
         try:
-            resp = await self._send(path, body, req.model, translator, batches)
+            resp = await self._send(path, body, req.model, translator)
         except ContextOverflow:
             if req.truncate is False or not entry.max_model_len:
                 raise
@@ -218,7 +226,7 @@ class VLLMBackend(Passthrough):
             if context is not False:
                 body["return_token_ids"] = True
             translator = translator_for(True, body["prompt"] if context is not False else False)
-            resp = await self._send("/v1/completions", body, req.model, translator, batches)
+            resp = await self._send("/v1/completions", body, req.model, translator)
         return await self._answer(resp, translator)
 
     async def _prompt_tokens(self, body: dict[str, Any], model: str) -> list[int]:
@@ -254,16 +262,8 @@ class VLLMBackend(Passthrough):
         return [*(req.context or []), *resp["tokens"]]
 
     async def _send(
-        self,
-        path: str,
-        body: dict[str, Any],
-        model: str,
-        translator: StreamTranslator,
-        batches: Mapping[str, Any],
+        self, path: str, body: dict[str, Any], model: str, translator: StreamTranslator
     ) -> Response:
-        """Open vLLM's stream of an answer; ``batches``: ``collected_in_batches``'s field, put
-        on every body sent for it (a cut history's too)."""
-        body.update(batches)
         translator.timings.sent = self.clock.perf_ns()
         return await self.open_stream(path, body, model=model)
 

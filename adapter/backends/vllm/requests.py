@@ -251,11 +251,13 @@ def _common(
     stream: bool,
     completions: bool = False,
     defaults: Mapping[str, Any] | None = None,
+    interval: int = 1,
 ) -> dict[str, Any]:
     max_model_len = entry.max_model_len
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
+        body.update(collected_in_batches(req, entry, interval))
     body.update(
         sampling_params(
             merged_options(
@@ -289,9 +291,11 @@ def chat_body(
     stream: bool,
     clock: Clock,
     defaults: Mapping[str, Any] | None = None,
+    interval: int = 1,
 ) -> dict[str, Any]:
     """The ``/v1/chat/completions`` body for an Ollama chat request to ``entry``; ``defaults``
-    are the sampling options sent where neither the request nor the model sets one."""
+    are the sampling options sent where neither the request nor the model sets one;
+    ``interval``: tokens an event for an answer taken whole (``collected_in_batches``)."""
     require(entry, "completion", req.model, "chat")
     if req.tools:
         require(entry, "tools", req.model)
@@ -305,7 +309,7 @@ def chat_body(
     tools = tools_param(req.tools)
     if tools is not None:
         body["tools"] = tools
-    return _common(req, body, entry, stream=stream, defaults=defaults)
+    return _common(req, body, entry, stream=stream, defaults=defaults, interval=interval)
 
 
 def collected_in_batches(
@@ -339,8 +343,10 @@ def generate_body(
     *,
     stream: bool,
     defaults: Mapping[str, Any] | None = None,
+    interval: int = 1,
 ) -> tuple[str, dict[str, Any]]:
-    """The upstream path and body for an Ollama generate request to ``entry``."""
+    """The upstream path and body for an Ollama generate request to ``entry`` (``defaults``
+    and ``interval`` as for ``chat_body``)."""
     require(entry, "completion", req.model, "generate")
     if req.suffix:
         require(entry, "insert", req.model)
@@ -355,7 +361,9 @@ def generate_body(
         if req.suffix:
             body["suffix"] = req.suffix
         path = "/v1/completions"
-        _common(req, body, entry, stream=stream, completions=True, defaults=defaults)
+        _common(
+            req, body, entry, stream=stream, completions=True, defaults=defaults, interval=interval
+        )
         return path, body
     messages: list[dict[str, Any]] = []
     derived = entry.derived
@@ -367,7 +375,7 @@ def generate_body(
     tags = None if "vision" in entry.capabilities else [0]
     messages.append({"role": "user", "content": _content(prompt, req.images, tags)})
     body = {"model": served, "messages": messages, "return_token_ids": True}
-    _common(req, body, entry, stream=stream, defaults=defaults)
+    _common(req, body, entry, stream=stream, defaults=defaults, interval=interval)
     return "/v1/chat/completions", body
 
 
@@ -383,10 +391,13 @@ def continuation_body(
     *,
     stream: bool,
     defaults: Mapping[str, Any] | None = None,
+    interval: int = 1,
 ) -> dict[str, Any]:
     """``/v1/completions`` over token ids: the earlier ``context`` and the new templated turn."""
     body: dict[str, Any] = {"model": entry.served, "prompt": prompt, "return_token_ids": True}
-    return _common(req, body, entry, stream=stream, completions=True, defaults=defaults)
+    return _common(
+        req, body, entry, stream=stream, completions=True, defaults=defaults, interval=interval
+    )
 
 
 def embed_body(served: str, inputs: list[str], *, truncate: bool) -> dict[str, Any]:

@@ -60,6 +60,7 @@ _COMPLETIONS_FIELDS = frozenset(
         "model",
         "stream",
         "stream_options",
+        "stream_interval",
         "max_tokens",
         "temperature",
         "top_k",
