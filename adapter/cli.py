@@ -140,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=settings.log_level,
         log_config=None,  # ours (adapter.logs): one format, request ids, JSON when asked
         access_log=False,  # the adapter writes its own access line (ADAPTER_ACCESS_LOG)
+        server_header=False,  # Ollama (Go's net/http) names no server (uvicorn's default does)
         loop="auto",
         http=AdapterHttpProtocol,
         timeout_keep_alive=75,

@@ -21,6 +21,7 @@ from tests.support.adapter_proc import running_adapter
 from tests.support.net import metric
 
 MODEL = "tiny-llm"
+JSON_TYPE = "application/json; charset=utf-8"
 PROMPT = [{"role": "user", "content": "Tell me a long story about the sea."}]
 
 
@@ -38,6 +39,25 @@ def client(adapter_url: str) -> ollama.Client:
 def test_list_shows_the_served_model_and_alias(client: ollama.Client) -> None:
     names = [m.model for m in client.list().models]
     assert names == ["tiny-llm:latest", "llama3.2:latest"]
+
+
+def test_answers_carry_the_headers_ollama_sends_and_no_server_header(adapter_url: str) -> None:
+    """Ollama (Go's net/http) names no server; uvicorn would add ``server: uvicorn``."""
+    body = {"model": MODEL, "messages": PROMPT, "options": {"num_predict": 2}}
+    with httpx.Client(base_url=adapter_url, timeout=120) as http:
+        answers = [
+            http.get("/api/tags"),
+            http.post("/api/chat", json={**body, "stream": False}),
+            http.post("/api/chat", json=body),
+            http.get("/api/version"),
+            http.get("/nowhere"),
+        ]
+    for resp in answers:
+        assert "server" not in resp.headers, (resp.request.url, resp.headers)
+        assert resp.headers["date"].endswith(" GMT")
+    types = [resp.headers["content-type"] for resp in answers]
+    assert types[:4] == [JSON_TYPE, JSON_TYPE, "application/x-ndjson", JSON_TYPE]
+    assert types[4].startswith("text/plain")
 
 
 def test_chat_not_streaming_with_options(client: ollama.Client) -> None:
