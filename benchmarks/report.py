@@ -261,6 +261,7 @@ def _real_summary(cells: list[Row]) -> Row:
     for conc in sorted({c["concurrency"] for c in cells}):
         d = [c for c in cells if c["target"] == "direct" and c["concurrency"] == conc]
         a = [c for c in cells if c["target"] == "adapter" and c["concurrency"] == conc]
+        relay = [c for c in cells if c["target"] == "relay" and c["concurrency"] == conc]
         dt = sum(c["tokens_per_s"] for c in d) / max(len(d), 1)
         at = sum(c["tokens_per_s"] for c in a) / max(len(a), 1)
         ratio = at / dt if dt else math.nan
@@ -275,6 +276,7 @@ def _real_summary(cells: list[Row]) -> Row:
                 "direct_ttft_p99_ms": _mean(d, "ttfc_p99_ms"),
                 "adapter_ttft_p99_ms": _mean(a, "ttfc_p99_ms"),
                 **_cpu_share(a),
+                **_cpu_share(relay, "relay"),
             }
         )
         out["targets"] = [
@@ -300,18 +302,20 @@ def _real_summary(cells: list[Row]) -> Row:
     return out
 
 
-def _cpu_share(adapter_cells: list[Row]) -> Row:
-    """The adapter's CPU per relayed token beside vLLM's API-server process's, same requests."""
-    rows = [c for c in adapter_cells if c.get("adapter_cpu_us_per_token") is not None]
+def _cpu_share(cells: list[Row], who: str = "adapter") -> Row:
+    """The CPU per relayed token of what was in the path (the adapter, or ``relay``: the byte
+    relay of ``--real-floor``) beside vLLM's API-server process's, same requests."""
+    rows = [c for c in cells if c.get("adapter_cpu_us_per_token") is not None]
     if not rows:
         return {}
     mine = _mean(rows, "adapter_cpu_us_per_token")
     theirs = _mean(rows, "vllm_api_cpu_us_per_token")
     share = round(mine / theirs * 100, 2) if theirs else math.nan
+    api = "vllm_api_cpu_us_per_token" if who == "adapter" else f"{who}_vllm_api_cpu_us_per_token"
     return {
-        "adapter_cpu_us_per_token": mine,
-        "vllm_api_cpu_us_per_token": theirs,
-        "adapter_cpu_share_pct": share,
+        f"{who}_cpu_us_per_token": mine,
+        api: theirs,
+        f"{who}_cpu_share_pct": share,
     }
 
 
@@ -550,6 +554,27 @@ def markdown(doc: Row) -> str:
             ],
         )
         lines.append("")
+        floor = [r for r in s["by_concurrency"] if r.get("relay_cpu_share_pct") is not None]
+        if floor:
+            lines += [
+                "CPU per relayed token, each beside vLLM's API server's for the same requests "
+                "(`--real-floor`: the direct leg's requests also went through "
+                "`benchmarks/byterelay.py`, a TCP byte relay pinned where the adapter runs: "
+                "what a proxy that does nothing costs here):",
+                "",
+            ]
+            lines += _table(
+                ["conc", "through", "µs / token", "vLLM API server µs / token", "share"],
+                [
+                    [r["concurrency"], who, r[f"{who}_cpu_us_per_token"], api, f"{share} %"]
+                    for r in floor
+                    for who, api, share in (
+                        ("relay", r["relay_vllm_api_cpu_us_per_token"], r["relay_cpu_share_pct"]),
+                        ("adapter", r["vllm_api_cpu_us_per_token"], r["adapter_cpu_share_pct"]),
+                    )
+                ],
+            )
+            lines.append("")
         for r in s["by_concurrency"]:
             if r.get("paired"):
                 per_round = ", ".join(f"{x * 100:.1f} %" for x in r["ratio_per_round"])

@@ -94,6 +94,17 @@ class Bench:
                 quota.add(pid)
         return srv
 
+    def byte_relay(self, upstream_url: str) -> procs.Server:
+        """Start the byte relay (benchmarks/byterelay.py) to ``upstream_url`` where the
+        adapter's one worker runs: the least a proxy can cost, for the real-vLLM floor."""
+        host_port = upstream_url.split("://", 1)[-1].rstrip("/")
+        cmd = [self.py, "-m", "benchmarks.byterelay", "--upstream", host_port]
+        log = self.logdir / "byterelay.log"
+        srv = procs.start("byterelay", cmd, self.adapter_cpus[:1], log, subprocess.PIPE)
+        self.servers.append(srv)
+        srv.port = procs.wait_ready_line(srv)
+        return srv
+
     def naive(self, upstream_url: str) -> procs.Server:
         """Start the naive FastAPI + httpx adapter (benchmarks/naive_adapter.py) on the first
         adapter CPU, as the adapter's one worker runs."""
@@ -318,12 +329,15 @@ class Bench:
         a = self.a
         self.extra["vllm_cpus"] = procs.vllm_cpus()
         ad = self.adapter(a.real_vllm, 1, "real")
+        relay = self.byte_relay(a.real_vllm) if a.real_floor and not a.real_paired else None
         for conc in parse_cpus(a.real_concurrency):
             for i in range(a.real_rounds):
                 if a.real_paired:
                     self.real_pair(local(ad.port), ad, conc, i)
                     continue
                 self.real_cell("direct", a.real_vllm, None, conc)
+                if relay is not None:
+                    self.real_cell("relay", local(relay.port), relay, conc)
                 self.real_cell("adapter", local(ad.port), ad, conc)
 
     def real_pair(self, adapter_url: str, srv: procs.Server, conc: int, round_no: int) -> None:
@@ -380,11 +394,13 @@ class Bench:
             f"ttft p50 {res['ttfc_p50_ms']} ms errors {res['errors']}",
             flush=True,
         )
-        row: dict[str, Any] = {"target": target, "workers": 1 if srv else 0, "endpoint": "chat"}
+        workers = 1 if target == "adapter" else 0
+        row: dict[str, Any] = {"target": target, "workers": workers, "endpoint": "chat"}
         row.update(stream=stream, concurrency=conc, warmup_s=0, server_rss_peak_mib=rss)
         if tokens and api_pids:
             # CPU per relayed token: vLLM's API-server process (the same requests, whichever
-            # way they came), and the adapter's processes when they were in the path.
+            # way they came), and the adapter's (or the byte relay's) processes when they were
+            # in the path.
             row["vllm_api_cpu_us_per_token"] = round((v1 - v0) / tokens * 1e6, 2)
             if srv is not None:
                 row["adapter_cpu_us_per_token"] = round((m1 - m0) / tokens * 1e6, 2)
@@ -481,6 +497,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--real-whole",
         action="store_true",
         help="real vLLM: non-streaming requests (stream false) on both legs, not streams",
+    )
+    p.add_argument(
+        "--real-floor",
+        action="store_true",
+        help="real vLLM: also send the direct leg's requests through a byte relay\n"
+        "(benchmarks/byterelay.py) pinned as the adapter is: the CPU share of a proxy that\n"
+        "does nothing, beside the adapter's (not with --real-paired)",
     )
     p.add_argument(
         "--real-paired",
