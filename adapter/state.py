@@ -38,9 +38,10 @@ class AppState:
     clock: Clock = SYSTEM
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     version: str = field(default_factory=_adapter_version)
-    #: ``/api/tags``'s body and the catalogue it was made from (the router hands out the same
-    #: list until a backend's model list changes), so unchanged lists are not serialised again.
-    tags_body: tuple[list[ModelEntry], bytes] | None = None
+    #: ``/api/tags``'s body, the catalogue it was made from (the router hands out the same
+    #: list until a backend's model list changes) and its head's fields, so an unchanged list
+    #: is not serialised again.
+    tags_body: tuple[list[ModelEntry], bytes, list[tuple[bytes, bytes]]] | None = None
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock = SYSTEM) -> AppState:

@@ -40,6 +40,23 @@ def json_response(obj: Any, status: int = 200) -> Response:
     return Response(dumps(obj), status_code=status, media_type=JSON_TYPE)
 
 
+class MadeJSON(Response):
+    """A JSON answer whose body and head's fields were made once (``head_of``), for one sent
+    unchanged many times (``/api/tags`` until a model list changes): no serialising and no
+    header building per request."""
+
+    def __init__(self, body: bytes, head: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = list(head)  # a copy: the fast lane adds the request's id to it
+
+    @staticmethod
+    def head_of(body: bytes) -> list[tuple[bytes, bytes]]:
+        """The header fields ``json_response`` gives ``body``."""
+        return Response(body, media_type=JSON_TYPE).raw_headers
+
+
 def error_response(status: int, message: str) -> Response:
     """Ollama's error body."""
     return json_response(error_body(message), status)

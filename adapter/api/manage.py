@@ -9,7 +9,7 @@ import hashlib
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from adapter.api.answers import JSON_TYPE, NDJSON_TYPE, json_response, respond
+from adapter.api.answers import NDJSON_TYPE, MadeJSON, json_response, respond
 from adapter.api.inbound import parse, read_body, target
 from adapter.errors import OllamaError
 from adapter.jsonutil import dumps
@@ -44,8 +44,8 @@ async def tags(request: Request) -> Response:
     cached = state.tags_body
     if cached is None or cached[0] is not entries:
         body = dumps({"models": [tag_entry(e, state.started_at) for e in entries]})
-        state.tags_body = cached = (entries, body)
-    return Response(cached[1], media_type=JSON_TYPE)
+        state.tags_body = cached = (entries, body, MadeJSON.head_of(body))
+    return MadeJSON(cached[1], cached[2])
 
 
 @router.get("/api/ps")

@@ -219,6 +219,19 @@ async def test_forwarded_headers_are_a_setting(fake: FakeVLLM) -> None:
     assert fake.headers[-1]["x-tenant"] == "blue" and "x-session-id" not in fake.headers[-1]
 
 
+async def test_the_model_list_made_once_carries_each_requests_own_id(
+    client: httpx.AsyncClient,
+) -> None:
+    """``/api/tags`` sends a body and head fields made once; each answer has its own id."""
+    first = await client.get("/api/tags", headers={"X-Request-ID": "tags-1"})
+    second = await client.get("/api/tags", headers={"X-Request-ID": "tags-2"})
+    assert second.content == first.content and b'"models":[{' in first.content
+    for resp, rid in ((first, "tags-1"), (second, "tags-2")):
+        assert resp.headers.get_list("x-request-id") == [rid]
+        assert resp.headers["content-type"] == "application/json; charset=utf-8"
+        assert int(resp.headers["content-length"]) == len(resp.content)
+
+
 # --------------------------------------------------------------------------- access logs
 
 
