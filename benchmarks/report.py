@@ -304,17 +304,17 @@ def _real_summary(cells: list[Row]) -> Row:
 
 def _cpu_share(cells: list[Row], who: str = "adapter") -> Row:
     """The CPU per relayed token of what was in the path (the adapter, or ``relay``: the byte
-    relay of ``--real-floor``) beside vLLM's API-server process's, same requests."""
+    relay of ``--real-floor``; a cell keeps either under ``adapter_cpu_us_per_token``) beside
+    vLLM's API-server process's, same requests; the keys start with ``who``."""
     rows = [c for c in cells if c.get("adapter_cpu_us_per_token") is not None]
     if not rows:
         return {}
     mine = _mean(rows, "adapter_cpu_us_per_token")
     theirs = _mean(rows, "vllm_api_cpu_us_per_token")
     share = round(mine / theirs * 100, 2) if theirs else math.nan
-    api = "vllm_api_cpu_us_per_token" if who == "adapter" else f"{who}_vllm_api_cpu_us_per_token"
     return {
         f"{who}_cpu_us_per_token": mine,
-        api: theirs,
+        f"{who}_vllm_api_cpu_us_per_token": theirs,
         f"{who}_cpu_share_pct": share,
     }
 
@@ -566,12 +566,15 @@ def markdown(doc: Row) -> str:
             lines += _table(
                 ["conc", "through", "µs / token", "vLLM API server µs / token", "share"],
                 [
-                    [r["concurrency"], who, r[f"{who}_cpu_us_per_token"], api, f"{share} %"]
+                    [
+                        r["concurrency"],
+                        who,
+                        r[f"{who}_cpu_us_per_token"],
+                        r[f"{who}_vllm_api_cpu_us_per_token"],
+                        f"{r[f'{who}_cpu_share_pct']} %",
+                    ]
                     for r in floor
-                    for who, api, share in (
-                        ("relay", r["relay_vllm_api_cpu_us_per_token"], r["relay_cpu_share_pct"]),
-                        ("adapter", r["vllm_api_cpu_us_per_token"], r["adapter_cpu_share_pct"]),
-                    )
+                    for who in ("relay", "adapter")
                 ],
             )
             lines.append("")
