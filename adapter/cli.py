@@ -37,6 +37,8 @@ _ENV_NAMES = {
     "max_concurrent": "ADAPTER_MAX_CONCURRENT",
     "open_paths": "ADAPTER_OPEN_PATHS",
     "forward_headers": "ADAPTER_FORWARD_HEADERS",
+    "session_headers": "ADAPTER_SESSION_HEADERS",
+    "session_from_chat": "ADAPTER_SESSION_FROM_CHAT",
     "log_format": "ADAPTER_LOG_FORMAT",
     "access_log": "ADAPTER_ACCESS_LOG",
     "log_bodies": "ADAPTER_LOG_BODIES",
@@ -112,7 +114,7 @@ def export_settings(settings: Settings) -> None:
             value = ",".join(f"{k}={v}" for k, v in value.items())
         elif field == "model_capabilities":
             value = ";".join(f"{k}={','.join(v)}" for k, v in value.items())
-        elif field in ("cors_origins", "open_paths", "forward_headers"):
+        elif field in ("cors_origins", "open_paths", "forward_headers", "session_headers"):
             value = ",".join(value)
         os.environ[env] = str(value)
 

@@ -131,6 +131,20 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("forward_headers", "ADAPTER_FORWARD_HEADERS"),
     )
     """Client headers passed to vLLM as they came (routers use them for prefix-aware routing)."""
+    session_headers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("x-session-id", "x-openwebui-chat-id"),
+        validation_alias=AliasChoices("session_headers", "ADAPTER_SESSION_HEADERS"),
+    )
+    """Client headers that name a conversation, in order: the first one a request carries goes
+    to vLLM as ``X-Session-ID``, the key vLLM's router hashes a session on
+    (``consistent_hash``). Open WebUI names its chats in ``X-OpenWebUI-Chat-Id``."""
+    session_from_chat: bool = Field(
+        True, validation_alias=AliasChoices("session_from_chat", "ADAPTER_SESSION_FROM_CHAT")
+    )
+    """A chat whose client names no session goes to vLLM with ``X-Session-ID`` made from the
+    conversation's opening (``requests.conversation_key``): Ollama's clients send no session
+    id, and vLLM's router then keeps each conversation on one replica (docs/performance.md,
+    "Sessions and replicas")."""
     log_format: LogFormat = Field(
         "text", validation_alias=AliasChoices("log_format", "ADAPTER_LOG_FORMAT")
     )
@@ -212,12 +226,12 @@ class Settings(BaseSettings):
             return parse_capabilities(value)
         return value
 
-    @field_validator("api_keys", "open_paths", "forward_headers", mode="before")
+    @field_validator("api_keys", "open_paths", "forward_headers", "session_headers", mode="before")
     @classmethod
     def _parse_names(cls, value: Any) -> Any:
         return _names(value)
 
-    @field_validator("forward_headers")
+    @field_validator("forward_headers", "session_headers")
     @classmethod
     def _lower_headers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(v.lower() for v in value)

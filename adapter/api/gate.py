@@ -25,15 +25,24 @@ class Gate:
     def __init__(self, settings: Settings) -> None:
         self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
         self._open = frozenset(settings.open_paths)
-        self._forward = frozenset(h.encode() for h in settings.forward_headers)
+        # A conversation's name goes upstream as X-Session-ID (the first of these it carries);
+        # a name in both lists is sent once, as the session.
+        self._session = tuple(h.encode() for h in settings.session_headers)
+        sessions = frozenset(self._session)
+        self._sessions = sessions
+        self._forward = frozenset(h.encode() for h in settings.forward_headers) - sessions
         # The headers ``begin`` reads: one set lookup passes over each of the others.
-        self._wanted = self._forward | {
-            b"content-length",
-            b"x-request-id",
-            b"origin",
-            b"traceparent",
-            b"tracestate",
-        }
+        self._wanted = (
+            self._forward
+            | sessions
+            | {
+                b"content-length",
+                b"x-request-id",
+                b"origin",
+                b"traceparent",
+                b"tracestate",
+            }
+        )
         self._max_body = settings.max_body_bytes
         self._log = settings.access_log
 
@@ -42,6 +51,7 @@ class Gate:
         given = parent = state = length = None
         origin = False
         forwarded: dict[str, str] | None = None
+        session: dict[bytes, bytes] | None = None
         wanted = self._wanted
         for key, value in scope["headers"]:
             if key not in wanted:
@@ -56,6 +66,10 @@ class Gate:
                 parent = value
             elif key == b"tracestate":
                 state = value
+            elif key in self._sessions:
+                if session is None:
+                    session = {}
+                session.setdefault(key, value)
             elif key in self._forward:
                 if forwarded is None:
                     forwarded = {}
@@ -64,6 +78,9 @@ class Gate:
         upstream = {"X-Request-ID": rid}
         if forwarded:
             upstream.update(forwarded)
+        if session:
+            name = next(s for s in self._session if s in session)
+            upstream["X-Session-ID"] = session[name].decode("latin-1")
         info = RequestInfo(
             rid, scope["method"], scope["path"], time.perf_counter(), upstream, length, origin
         )

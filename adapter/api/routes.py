@@ -52,8 +52,10 @@ async def health(request: Request) -> Response:
     checks = [(b.kind, await b.health()) for b in state.backends]
     vllm = [h for kind, h in checks if kind == "vllm"]
     ok = all(h.get("reachable") for h in vllm)
+    # Serving, with part of it out (a router with a replica down): still 200, said in words.
+    whole = ok and all(h.get("status") == 200 for h in vllm)
     body = {
-        "status": "ok" if ok else "degraded",
+        "status": "ok" if whole else "degraded",
         "adapter": {"version": state.version, "ollama_api_version": state.settings.ollama_version},
         "vllm": vllm[0] if len(vllm) == 1 else vllm,
     }

@@ -17,7 +17,7 @@ from adapter.config import Settings
 from tests import fixtures
 from tests.api.conftest import serve
 from tests.fake_vllm import FakeVLLM, chat_chunk, error_body, sse, usage_chunk
-from tests.support.clock import Ticks, hand_clock
+from tests.support.clock import Ticks, fake_clock, hand_clock
 
 CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -456,6 +456,38 @@ async def test_health_reports_vllm_and_models(client: httpx.AsyncClient) -> None
     body = resp.json()
     assert body["status"] == "ok"
     assert body["vllm"]["reachable"] is True and body["vllm"]["models"] == ["tiny-llm"]
+
+
+async def test_a_router_with_a_replica_out_still_serves(fake: FakeVLLM) -> None:
+    """vLLM's router answers ``/health`` 503 while any replica is out, and serves from the
+    others: the adapter stays ready (its model list answers), says so in ``/health``, and
+    is not ready only when the model list fails too."""
+    out = b'Unhealthy servers: ["http://vllm-2:8000"]'
+    down = False
+
+    def router(req: httpx.Request, body: dict[str, Any]) -> httpx.Response | None:
+        if req.url.path == "/health":
+            return httpx.Response(503, content=out)
+        if down and req.url.path == "/v1/models":
+            return httpx.Response(503, content=b'{"error": "No available workers"}')
+        return None
+
+    fake.handler = router
+    ticks = Ticks()
+    settings = Settings(vllm_url=await fake.url(), models_cache_ttl=0)
+    async for c in serve(settings, fake_clock(ticks)):
+        ready, health = await c.get("/ready"), await c.get("/health")
+        assert ready.status_code == 200 and health.status_code == 200
+        said = health.json()
+        assert said["status"] == "degraded" and said["vllm"]["detail"] == out.decode()
+        assert said["vllm"]["reachable"] is True and said["vllm"]["models"] == ["tiny-llm"]
+        answer = await c.post("/api/chat", json={**CHAT, "stream": False})
+        assert answer.status_code == 200
+        down = True
+        ticks.advance(1)  # past the model list's refresh limit
+        ready, health = await c.get("/ready"), await c.get("/health")
+        assert ready.status_code == 503 and health.status_code == 503
+        assert health.json()["vllm"]["reachable"] is False
 
 
 async def test_metrics_count_requests_and_tokens(client: httpx.AsyncClient) -> None:

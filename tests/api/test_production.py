@@ -209,7 +209,12 @@ async def test_request_ids_are_kept_or_made_and_go_everywhere(
 
 
 async def test_forwarded_headers_are_a_setting(fake: FakeVLLM) -> None:
-    settings = Settings(vllm_url=await fake.url(), forward_headers="X-Tenant")
+    settings = Settings(
+        vllm_url=await fake.url(),
+        forward_headers="X-Tenant",
+        session_headers="",
+        session_from_chat=False,
+    )
     async for client in serve(settings):
         await client.post(
             "/api/chat",
@@ -217,6 +222,47 @@ async def test_forwarded_headers_are_a_setting(fake: FakeVLLM) -> None:
             headers={"x-tenant": "blue", "x-session-id": "s"},
         )
     assert fake.headers[-1]["x-tenant"] == "blue" and "x-session-id" not in fake.headers[-1]
+
+
+async def test_a_chat_id_reaches_vllm_as_the_session_id(fake: FakeVLLM) -> None:
+    """vLLM's router keeps a session on one replica by ``X-Session-ID``; Open WebUI names its
+    chats in ``X-OpenWebUI-Chat-Id``: the first session header a request carries goes up as
+    ``X-Session-ID``, once."""
+    settings = Settings(vllm_url=await fake.url())
+    chat = {**CHAT, "stream": False}
+    async for client in serve(settings):
+        await client.post("/api/chat", json=chat, headers={"X-OpenWebUI-Chat-Id": "chat-1"})
+        sent = fake.headers[-1]
+        assert sent["x-session-id"] == "chat-1" and "x-openwebui-chat-id" not in sent
+        both = {"X-OpenWebUI-Chat-Id": "chat-1", "X-Session-ID": "mine"}
+        await client.post("/api/chat", json=chat, headers=both)
+        assert fake.headers[-1]["x-session-id"] == "mine"  # the first in the setting's order
+    settings = Settings(vllm_url=await fake.url(), session_headers="X-Conversation")
+    async for client in serve(settings):
+        await client.post("/api/chat", json=chat, headers={"x-conversation": "c9"})
+    assert fake.headers[-1]["x-session-id"] == "c9"
+
+
+async def test_a_chat_without_a_session_is_named_by_its_opening(fake: FakeVLLM) -> None:
+    """Ollama's clients name no session: each turn of a conversation reaches vLLM with the same
+    ``X-Session-ID``, made from its opening, and another conversation with another; a
+    client's own session header wins; ``ADAPTER_SESSION_FROM_CHAT=false`` sends none."""
+    opening = [{"role": "user", "content": "Where do penguins live?"}]
+    later = [*opening, {"role": "assistant", "content": "Antarctica."}, CHAT["messages"][0]]
+    other = [{"role": "user", "content": "What do bees make?"}]
+
+    async def session_of(client: httpx.AsyncClient, messages: Any, **headers: str) -> str | None:
+        body = {**CHAT, "messages": messages, "stream": False}
+        assert (await client.post("/api/chat", json=body, headers=headers)).status_code == 200
+        return fake.headers[-1].get("x-session-id")
+
+    async for client in serve(Settings(vllm_url=await fake.url())):
+        first = await session_of(client, opening)
+        assert first is not None and await session_of(client, later) == first
+        assert await session_of(client, other) not in (None, first)
+        assert await session_of(client, later, **{"X-Session-ID": "mine"}) == "mine"
+    async for client in serve(Settings(vllm_url=await fake.url(), session_from_chat=False)):
+        assert await session_of(client, later) is None
 
 
 async def test_the_model_list_made_once_carries_each_requests_own_id(

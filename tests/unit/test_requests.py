@@ -349,3 +349,29 @@ def test_collected_in_batches_only_for_a_whole_answer_without_parsers_in_the_way
     assert body["stream_interval"] == 16
     cut = truncate.completions_over_tokens(body, [1, 2, 3], 512)
     assert cut["stream_interval"] == 16
+
+
+# --------------------------------------------------------------------------- conversation key
+
+
+def test_a_conversation_keeps_its_key_across_turns_and_others_get_their_own() -> None:
+    """The key is made from the opening every turn resends, so all of a conversation's
+    turns name it the same (and reach the same replica behind vLLM's router)."""
+    system = Message(role="system", content="You take notes.")
+    first = Message(role="user", content="The client owes 300 pounds.")
+    turn1 = [system, first]
+    turn3 = [
+        system,
+        first,
+        Message(role="assistant", content="- owes 300 pounds"),
+        Message(role="user", content="Add council tax."),
+        Message(role="assistant", content="- council tax"),
+        Message(role="user", content="Summarise."),
+    ]
+    key = t.conversation_key(turn1)
+    assert t.conversation_key(turn3) == key and len(key) == 16
+    other_opening = [system, Message(role="user", content="The client owes 400 pounds.")]
+    other_system = [Message(role="system", content="You translate."), first]
+    image = [system, Message(role="user", content=first.content, images=["iVBORw0KGgo="])]
+    keys = {key, *(t.conversation_key(m) for m in (other_opening, other_system, image, [first]))}
+    assert len(keys) == 5

@@ -53,6 +53,7 @@ class VLLMBackend(Passthrough):
         self._answer_room = settings.answer_room
         self._sampling = OLLAMA_SAMPLING if settings.sampling_defaults == "ollama" else None
         self._collect_interval = settings.collect_stream_interval
+        self._session_from_chat = settings.session_from_chat
         headers = {}
         if settings.vllm_api_key is not None:
             headers["Authorization"] = f"Bearer {settings.vllm_api_key.get_secret_value()}"
@@ -115,14 +116,27 @@ class VLLMBackend(Passthrough):
         return await self._models.get(refresh=refresh)
 
     async def health(self) -> dict[str, Any]:
-        """Whether vLLM answers ``/health`` and which models it serves."""
+        """Whether vLLM answers ``/health`` and which models it serves.
+
+        vLLM's router in front of several replicas answers ``/health`` 503 while any replica
+        is out, and serves from the others all the same: an upstream whose ``/health`` fails
+        but whose model list answers still serves (its complaint is kept as ``detail``).
+        """
         try:
-            status, _ = await self.upstream.fetch("GET", "/health")
-            ok = status == 200
-            models = [e.served for e in await self.models(refresh=True)] if ok else []
-            return {"url": self.url, "reachable": ok, "status": status, "models": models}
+            status, said = await self.upstream.fetch("GET", "/health")
         except OllamaError as exc:
             return {"url": self.url, "reachable": False, "error": exc.message, "models": []}
+        found: dict[str, Any] = {"url": self.url, "reachable": False, "status": status}
+        if status != 200:
+            found["detail"] = said[:300].decode("utf-8", "replace")
+        try:
+            found["models"] = [e.served for e in await self.models(refresh=True)]
+        except OllamaError as exc:
+            found["models"] = []
+            if status == 200:
+                found["error"] = exc.message
+        found["reachable"] = status == 200 or bool(found["models"])
+        return found
 
     async def show(
         self, entry: ModelEntry, raw: bytes, modified_at: datetime, basename: str | None
@@ -146,6 +160,10 @@ class VLLMBackend(Passthrough):
         if not req.messages:
             return load_response(req.model, chat=True, unload=unload, now_ns=clock.wall_ns())
         timings = rs.Timings(start=clock.perf_ns())
+        if self._session_from_chat:
+            info = current()
+            if info is not None and "X-Session-ID" not in info.upstream_headers:
+                info.upstream_headers["X-Session-ID"] = rq.conversation_key(req.messages)
         body = rq.chat_body(
             req,
             entry,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -406,3 +407,23 @@ def embed_body(served: str, inputs: list[str], *, truncate: bool) -> dict[str, A
     if truncate:
         body["truncate_prompt_tokens"] = -1
     return body
+
+
+def conversation_key(messages: Sequence[Message]) -> str:
+    """A name for the conversation ``messages`` belong to: a digest of its opening (the
+    messages up to and including the first user message), which every later turn resends
+    unchanged. Sent as ``X-Session-ID`` when the client names none, it keeps a conversation on
+    the replica whose prefix cache holds it behind vLLM's router (``consistent_hash``), and
+    spreads different conversations. Nothing that reaches vLLM's router is hidden from it:
+    the digest only lets it hash a header instead of the body."""
+    digest = hashlib.blake2b(digest_size=8)
+    for message in messages:
+        digest.update(message.role.encode())
+        digest.update(b"\x00")
+        digest.update((message.content or "").encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+        for image in message.images or ():
+            digest.update(image[:64].encode("ascii", "replace"))
+        if message.role == "user":
+            break
+    return digest.hexdigest()
