@@ -8,6 +8,7 @@
 #   OLLAMA_ENDPOINT     http://127.0.0.1:${OLLAMA_HOST_PORT:-11434}  (adapter or text Ollama)
 #   VISION_ENDPOINT     http://127.0.0.1:${VISION_OLLAMA_HOST_PORT:-11435}
 #   VLLM_ENDPOINT       http://127.0.0.1:${VLLM_HOST_PORT:-8000}      (phase 2 only)
+#   ROUTER_ENDPOINT     http://127.0.0.1:${VLLM_ROUTER_HOST_PORT:-8100} (phase 2 with replicas)
 #   SMOKE_MODEL         text model to generate with (first word of SERVED_MODEL_NAME in
 #                       phase 2, first of OLLAMA_TEXT_MODELS in phase 1; qwen2.5:7b)
 #   SMOKE_VISION_MODELS models the Vision Ollama must list (VISION_MODELS: llava:7b nomic-embed-text)
@@ -37,6 +38,7 @@ esac
 OLLAMA_ENDPOINT="${OLLAMA_ENDPOINT:-http://127.0.0.1:${OLLAMA_HOST_PORT:-11434}}"
 VISION_ENDPOINT="${VISION_ENDPOINT:-http://127.0.0.1:${VISION_OLLAMA_HOST_PORT:-11435}}"
 VLLM_ENDPOINT="${VLLM_ENDPOINT:-http://127.0.0.1:${VLLM_HOST_PORT:-8000}}"
+ROUTER_ENDPOINT="${ROUTER_ENDPOINT:-http://127.0.0.1:${VLLM_ROUTER_HOST_PORT:-8100}}"
 TIMEOUT="${SMOKE_TIMEOUT:-120}"
 if [[ "$phase" == vllm ]]; then
   default_model="${SERVED_MODEL_NAME:-qwen2.5:7b}"
@@ -73,6 +75,9 @@ if [[ "$phase" == vllm ]]; then
     ${VLLM_API_KEY:+-H "Authorization: Bearer $VLLM_API_KEY"}
   check "adapter GET /" "Ollama is running" "$OLLAMA_ENDPOINT/"
   check "adapter /health (vLLM reachable)" '"reachable":true' "$OLLAMA_ENDPOINT/health"
+  if router_enabled; then
+    check "vLLM's router: every replica in rotation" "All servers healthy" "$ROUTER_ENDPOINT/health"
+  fi
 else
   check "text Ollama GET /" "Ollama is running" "$OLLAMA_ENDPOINT/"
 fi

@@ -17,6 +17,10 @@
 #   --no-rollback   leave a failed phase 2 as it is, for debugging
 #   --cpu           CPU mode (the same as STACK_MODE=cpu)
 #
+# Several replicas of the text model (docs/deployment.md, "Several replicas"): VLLM_REPLICAS=N
+# (1-8; 1, the default, runs no router) starts vllm-2..vllm-N too and vLLM's router in front of
+# them, and points the adapter at the router; VLLM_WORKER_URLS adds replicas on other hosts.
+#
 # Environment:
 #   COMPOSE_PROJECT_NAME  project name (llm-stack, the `name:` of both compose files)
 #   COMPOSE_PROFILES      compose profiles, e.g. apps
@@ -40,6 +44,7 @@ source "$ROOT/deploy/lib.sh"
 ENV_FILE="${ENV_FILE:-$ROOT/.env}"
 export ENV_FILE
 load_env_file "$ENV_FILE"
+replica_settings || exit 1
 STACK_MODE="${STACK_MODE:-gpu}"
 PHASE1_FILE="$ROOT/docker-compose-separated.yml"
 PHASE2_FILE="$ROOT/docker-compose.vllm.yml"
@@ -104,7 +109,7 @@ current_phase() {
   local services p1=0 p2=0
   services="$(running_services)"
   grep -qx 'ollama' <<<"$services" && p1=1
-  grep -qxE 'adapter|vllm' <<<"$services" && p2=1
+  grep -qxE 'adapter|vllm(-[0-9]+|-router)?' <<<"$services" && p2=1
   if ((p1 && p2)); then
     echo conflict
   elif ((p2)); then
@@ -136,13 +141,30 @@ validate() {
   done
 }
 
-# stop_gateway PHASE: stop and remove the services of PHASE that hold port $PORT or the GPU.
+# stop_gateway PHASE: stop and remove the services of PHASE that hold port $PORT or the GPU
+# (in phase 2 every replica and the router too, whatever VLLM_REPLICAS says now).
 stop_gateway() {
   local -a services
   if [[ "$1" == vllm ]]; then services=(adapter vllm); else services=(ollama ollama-init); fi
   say "stopping ${services[*]} ($1) to free port $PORT and its GPU memory"
   compose "$1" stop "${services[@]}"
   compose "$1" rm --force --stop "${services[@]}"
+  [[ "$1" == vllm ]] && stop_replicas 1 router
+  return 0
+}
+
+# stop_replicas KEEP [router]: stop and remove the running replicas vllm-K with K > KEEP, and
+# the router when asked; their compose profiles may be off now, so by the engine's labels.
+stop_replicas() {
+  local keep="$1" router="${2:-}" service id
+  while read -r service id; do
+    if [[ "$service" =~ ^vllm-([0-9]+)$ && ${BASH_REMATCH[1]} -gt $keep ]] ||
+      [[ "$service" == vllm-router && -n "$router" ]]; then
+      say "stopping $service"
+      "$DOCKER" stop --time 30 "$id" >/dev/null && "$DOCKER" rm --force "$id" >/dev/null
+    fi
+  done < <("$DOCKER" ps --all --filter "label=com.docker.compose.project=$PROJECT" \
+    --format '{{.Label "com.docker.compose.service"}} {{.ID}}')
 }
 
 # wait_healthy PHASE SERVICE TIMEOUT: wait for the service's container to be healthy. A
@@ -265,12 +287,32 @@ up_vllm_steps() {
     ensure_port_free || return 1
   fi
 
-  step "starting vLLM, waiting until /health answers (<= ${VLLM_WAIT_TIMEOUT}s; the first start downloads the weights)"
-  if ! compose vllm up --detach vllm || ! wait_healthy vllm vllm "$VLLM_WAIT_TIMEOUT"; then
-    warn "vLLM did not become healthy"
-    warn "last vLLM log lines (look for 'CUDA out of memory', 401 from the hub, a wrong MODEL_NAME):"
-    compose vllm logs --no-color --tail 40 vllm >&2 || true
+  local -a replicas
+  mapfile -t replicas < <(replica_services)
+  step "starting vLLM (${#replicas[@]} replica(s)), waiting until /health answers (<= ${VLLM_WAIT_TIMEOUT}s; the first start downloads the weights)"
+  # Replicas beyond VLLM_REPLICAS (a smaller fleet than last time) and a router no longer
+  # needed go first: they would hold GPUs and serve an old configuration.
+  if router_enabled; then stop_replicas "${#replicas[@]}"; else stop_replicas 1 router; fi
+  local replica
+  if ! compose vllm up --detach "${replicas[@]}"; then
+    warn "vLLM did not start"
     return 1
+  fi
+  for replica in "${replicas[@]}"; do
+    if ! wait_healthy vllm "$replica" "$VLLM_WAIT_TIMEOUT"; then
+      warn "vLLM did not become healthy: $replica"
+      warn "last $replica log lines (look for 'CUDA out of memory', 401 from the hub, a wrong MODEL_NAME):"
+      compose vllm logs --no-color --tail 40 "$replica" >&2 || true
+      return 1
+    fi
+  done
+  if router_enabled; then
+    say "starting vLLM's router in front of them (policy ${VLLM_ROUTER_POLICY:-consistent_hash})"
+    if ! compose vllm up --detach --wait --wait-timeout "$WAIT_TIMEOUT" vllm-router; then
+      warn "the router did not become healthy"
+      compose vllm logs --no-color --tail 40 vllm-router >&2 || true
+      return 1
+    fi
   fi
 
   # The adapter depends on vision-ollama-init, so compose pulls the vision models first.

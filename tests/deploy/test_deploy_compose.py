@@ -241,7 +241,9 @@ def test_health_checks_and_depends_on(resolved: ResolvedConfig, phase: str) -> N
         assert "start_interval" not in hc, f"{phase}/{name}: needs Docker Engine 25"
         assert svc["restart"] == "unless-stopped"
         for dep, cond in (svc.get("depends_on") or {}).items():
-            assert dep in services, f"{phase}/{name} depends on missing {dep}"
+            if dep not in services:  # a service of a profile that is off (the router's)
+                assert cond["required"] is False, f"{phase}/{name} depends on missing {dep}"
+                continue
             expected = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
             if name != "frontend":
                 assert cond["condition"] == expected, f"{phase}/{name} -> {dep}"
@@ -496,3 +498,52 @@ def test_the_scripts_know_the_cpu_modes_model_defaults(run_compose: RunCompose, 
     assert env_of(p2["services"]["vllm"])["SERVED_MODEL_NAME"] == served
     assert env_of(p1["services"]["ollama-init"])["MODELS"] == text_models
     assert text_models in served.split()  # the same name answers in both phases
+
+
+# ---- several replicas behind vLLM's router -------------------------------------------------
+
+REPLICA_PROFILES = ["apps", "router", *(f"replica-{k}" for k in range(2, 9))]
+
+
+def test_replicas_and_the_router(run_compose: RunCompose) -> None:
+    """VLLM_REPLICAS=8 as deploy/switch.sh runs it (every replica profile and the router's on,
+    the adapter pointed at the router): eight copies of vllm, each on a GPU of its own and
+    without a host port but the first's, the router healthy-checked by liveness and waiting
+    for every replica, the adapter waiting for the router. CPU mode drops every GPU."""
+    for cpu in (False, True):
+        files = [PHASES["vllm"], *([ROOT / "compose/cpu.vllm.yml"] if cpu else [])]
+        proc = run_compose(
+            *files,
+            args=["config", "--format", "json"],
+            profiles=REPLICA_PROFILES,
+            env={"ADAPTER_VLLM_URL": "http://vllm-router:8000", "VLLM_REPLICAS": "8"},
+        )
+        services = json.loads(proc.stdout)["services"]
+        replicas = ["vllm", *(f"vllm-{k}" for k in range(2, 9))]
+        gpus = []
+        for name in replicas:
+            replica = services[name]
+            assert replica["image"] == services["vllm"]["image"]
+            assert env_of(replica) == env_of(services["vllm"]), name
+            assert replica["healthcheck"] == services["vllm"]["healthcheck"], name
+            assert bool(replica.get("ports")) == (name == "vllm"), name
+            devices = (replica.get("deploy") or {}).get("resources", {}).get("reservations", {})
+            gpus += [d["device_ids"] for d in devices.get("devices", [])]
+        assert gpus == ([] if cpu else [[str(k)] for k in range(8)])
+        router = services["vllm-router"]
+        assert set(router["depends_on"]) == set(replicas)
+        assert all(d["condition"] == "service_healthy" for d in router["depends_on"].values())
+        assert "/liveness" in " ".join(router["healthcheck"]["test"])
+        assert env_of(router)["VLLM_REPLICAS"] == "8"
+        assert env_of(router)["ROUTER_POLICY"] == "consistent_hash"
+        assert [p["host_ip"] for p in router["ports"]] == ["127.0.0.1"]
+        adapter = services["adapter"]
+        assert env_of(adapter)["VLLM_URL"] == "http://vllm-router:8000"
+        assert adapter["depends_on"]["vllm-router"]["condition"] == "service_healthy"
+
+
+def test_one_replica_adds_no_hop(resolved: ResolvedConfig) -> None:
+    """The default: no router, no other replica; the adapter talks to vllm itself."""
+    services = resolved("vllm")["services"]
+    assert "vllm-router" not in services and "vllm-2" not in services
+    assert env_of(services["adapter"])["VLLM_URL"] == "http://vllm:8000"

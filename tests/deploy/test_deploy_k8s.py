@@ -155,13 +155,9 @@ def test_production_stack_values() -> None:
     assert "qwen2.5:7b" in args[args.index("--served-model-name") + 1 :]
     structured = json.loads(args[args.index("--structured-outputs-config") + 1])
     assert structured == {"backend": "xgrammar", "disable_any_whitespace": True}
-    assert values["routerSpec"]["routingLogic"] in {
-        "roundrobin",
-        "session",
-        "prefixaware",
-        "kvaware",
-        "disaggregated_prefill",
-    }
+    # A conversation stays on one engine by the header the adapter sends with every chat.
+    assert values["routerSpec"]["routingLogic"] == "session"
+    assert values["routerSpec"]["sessionKey"] == "x-session-id"
     startup = engine["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
     assert engine["vllmApiKey"] == {"secretName": "ollama-adapter", "secretKey": "VLLM_API_KEY"}

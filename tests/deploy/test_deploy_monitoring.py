@@ -27,6 +27,16 @@ def vllm_metric_names() -> set[str]:
 VLLM_METRICS = vllm_metric_names()
 
 
+def router_metric_names() -> set[str]:
+    """Sample names vLLM's router (vllm-router 0.1.17) exposes, from its recorded ``/metrics``."""
+    text = (fixtures.ROUTER_FIXTURES / "metrics.txt").read_text()
+    return {m.group(1) for m in re.finditer(r"^(vllm_router_\w+?)[{ ]", text, re.MULTILINE)}
+
+
+ROUTER_METRICS = router_metric_names()
+METRIC = r"\b(?:ollama_adapter_\w+|vllm:\w+|vllm_router_\w+)"
+
+
 def adapter_metric_names() -> set[str]:
     """Sample names the adapter exposes, from its own registry."""
     names = set()
@@ -54,9 +64,17 @@ def test_compose_scrape_config() -> None:
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     assert jobs["ollama-adapter"]["static_configs"][0]["targets"] == ["adapter:11434"]
     assert jobs["vllm"]["static_configs"][0]["targets"] == ["vllm:8000"]
+    # Replicas 2-8 are found by name (none with one replica); the router at its metrics port.
+    compose_services = yaml.safe_load((ROOT / "docker-compose.vllm.yml").read_text())["services"]
+    replicas = jobs["vllm-replicas"]["dns_sd_configs"][0]
+    assert replicas["names"] == [f"vllm-{k}" for k in range(2, 9)]
+    assert set(replicas["names"]) <= set(compose_services) and replicas["port"] == 8000
+    assert jobs["vllm-router"]["static_configs"][0]["targets"] == ["vllm-router:29000"]
+    assert "vllm-router" in compose_services
     assert {jobs[j]["metrics_path"] for j in ("ollama-adapter", "vllm")} == {"/metrics"}
-    compose = (ROOT / "docker-compose.vllm.yml").read_text()
-    assert "\n  adapter:\n" in compose and "\n  vllm:\n" in compose
+    assert {"adapter", "vllm"} <= set(
+        yaml.safe_load((ROOT / "docker-compose.vllm.yml").read_text())["services"]
+    )
     # The Ollamas have no /metrics: probed through the blackbox exporter's `ollama` module.
     modules = yaml.safe_load((MON / "blackbox.yml").read_text())["modules"]
     monitoring = yaml.safe_load((ROOT / "compose" / "monitoring.yml").read_text())["services"]
@@ -120,12 +138,14 @@ def test_dashboard_shape() -> None:
 
 
 def test_dashboard_metrics_exist() -> None:
-    used = {m for e in exprs() for m in re.findall(r"\b(?:ollama_adapter_\w+|vllm:\w+)", e)}
+    used = {m for e in exprs() for m in re.findall(METRIC, e)}
     adapter = {m for m in used if m.startswith("ollama_adapter_")}
-    vllm = used - adapter
-    assert adapter and vllm
+    router = {m for m in used if m.startswith("vllm_router_")}
+    vllm = used - adapter - router
+    assert adapter and vllm and router
     assert adapter <= adapter_metric_names(), adapter - adapter_metric_names()
     assert vllm <= VLLM_METRICS, vllm - VLLM_METRICS
+    assert router <= ROUTER_METRICS, router - ROUTER_METRICS
     for e in exprs():
         assert e.count("(") == e.count(")"), e
         assert "[$__rate_interval]" in e or "rate(" not in e
@@ -142,8 +162,8 @@ def test_alerts_use_metrics_that_exist_and_are_documented() -> None:
     operations = (ROOT / "docs" / "operations.md").read_text()
     for rule in rules:
         expr = rule["expr"]
-        used = set(re.findall(r"\b(?:ollama_adapter_\w+|vllm:\w+)", expr))
-        assert used <= adapter_metric_names() | VLLM_METRICS, (rule["alert"], used)
+        used = set(re.findall(METRIC, expr))
+        assert used <= adapter_metric_names() | VLLM_METRICS | ROUTER_METRICS, (rule["alert"], used)
         assert expr.count("(") == expr.count(")"), expr
         assert rule["labels"]["severity"] in ("page", "warn")
         assert f"`{rule['alert']}`" in operations, rule["alert"]

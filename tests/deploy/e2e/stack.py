@@ -94,6 +94,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         names = ["OLLAMA_HOST_PORT", "VISION_OLLAMA_HOST_PORT", "VLLM_HOST_PORT"]
+        names += ["VLLM_ROUTER_HOST_PORT"]
         names += ["PROMETHEUS_HOST_PORT", "ALERTMANAGER_HOST_PORT", "WEBHOOK_HOST_PORT"]
         names += list(PORT_VARS.values())
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
@@ -128,6 +129,7 @@ class Stack:
                 "ADAPTER_PYTHON_VERSION": self.images["ADAPTER_PYTHON_VERSION"],
                 "ADAPTER_IMAGE": "llmstack-e2e/adapter:test",
                 "VLLM_IMAGE": "llmstack-e2e/vllm-cpu:test",
+                "ROUTER_IMAGE": "llmstack-e2e/vllm-router:test",
                 **{var: self.images["APP_IMAGE"] for var in IMAGE_VARS.values()},
                 # SmolLM2-135M, prepared offline by scripts/prepare-models.sh (make models).
                 "CPU_MODELS_DIR": str(ROOT / ".cache" / "models"),

@@ -12,6 +12,7 @@ stack: each starts from the phase the one before left.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -48,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(images=build_standins(), workdir=tmp_path_factory.mktemp("stack"))
     try:
         # a. Both images from the project's Dockerfiles, unchanged, through the CPU mode.
-        stack.compose("vllm", "build", "vllm", "adapter", timeout=1800)
+        stack.compose("vllm", "build", "vllm", "adapter", "vllm-router", timeout=1800)
         yield stack
     finally:
         stack.down()
@@ -338,40 +339,6 @@ def test_vllm_cut_off_the_network_then_back(stack: Stack) -> None:
     assert adapter_state(stack) == before
 
 
-def test_the_dashboard_reads_live_data(stack: Stack) -> None:
-    """Every panel's expression, sent to the running Prometheus after the stack has served
-    traffic (and the faults above: upstream errors), returns a series; the variables they use
-    resolve."""
-    dashboard = json.loads((MON / "grafana-dashboard.json").read_text())
-    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    values = {name: v["current"]["value"] for name, v in variables.items() if v["type"] == "custom"}
-    for name, value in values.items():  # each job variable names a job Prometheus scrapes
-        assert stack.query(f'up{{job="{value}"}}'), name
-    # Grafana's $__rate_interval: four scrape intervals or more, by the range shown; 5m is what
-    # a few hours' range gives, and holds more than the last minute's traffic.
-    values["__rate_interval"] = "5m"
-
-    def empty() -> list[str]:
-        found = []
-        for panel in dashboard["panels"]:
-            for target in panel.get("targets", []):
-                expr = target["expr"]
-                for name, value in sorted(values.items(), key=lambda kv: -len(kv[0])):
-                    expr = expr.replace(f"${name}", value)
-                assert "$" not in expr, (panel["title"], expr)
-                if not stack.query(expr):
-                    found.append(f"{panel['title']}: {expr}")
-        return found
-
-    # A counter's series that appeared with the last faults (the first 503, the first upstream
-    # error) has a rate once Prometheus has scraped it twice.
-    deadline = time.monotonic() + 60
-    while (missing := empty()) and time.monotonic() < deadline:
-        time.sleep(5)
-    raw = {m: len(stack.query(m)) for m in ("ollama_adapter_tokens_total", "up")}
-    assert not missing, "\n".join([*missing, f"series: {raw}"])
-
-
 def test_vllm_killed_under_open_streams(stack: Stack) -> None:
     """vLLM's process SIGKILLed while two streams are open: each ends with Ollama's error
     line; new requests get a fast 503; /ready says 503; the running Prometheus fires VllmDown
@@ -405,6 +372,120 @@ def test_vllm_killed_under_open_streams(stack: Stack) -> None:
     wait_for(lambda: chat(stack).status_code == 200, 300, "the adapter to serve again")
     assert "Paris" in chat(stack).json()["message"]["content"]
     assert adapter_state(stack) == before
+
+
+def served_by(stack: Stack, service: str) -> float:
+    """Requests a replica finished, by its own counter (read inside its container: replicas
+    after the first publish no host port)."""
+    code = (
+        "import urllib.request;t=urllib.request.urlopen('http://127.0.0.1:8000/metrics').read()"
+        ".decode();print(sum(float(l.rsplit(' ',1)[1]) for l in t.splitlines()"
+        " if l.startswith('vllm:request_success_total{')))"
+    )
+    out = run(["docker", "exec", stack.container(service)["Id"], "python3", "-c", code], stack.env)
+    return float(out.stdout.strip())
+
+
+def test_two_replicas_behind_the_router_survive_one_killed(stack: Stack) -> None:
+    """Phase 2 with VLLM_REPLICAS=2 through the same switch: a second vLLM and vLLM's router
+    start, the adapter now reaches vLLM through the router, and the services' calls are spread
+    over the replicas, each service's conversation kept on one. The replica that served them
+    SIGKILLed: once the router has taken it out (seconds), the notes and NER services keep
+    getting their answers (Paris; the schema's JSON) from the other, and VllmReplicaOut fires
+    (VllmDown does not, even when the killed one is `vllm` itself: text is still answered)."""
+    two = {"VLLM_REPLICAS": "2"}
+    proc = stack.switch("up-vllm", "--with-apps", extra=two)
+    assert proc.returncode == 0, tail(proc)
+    assert "starting vLLM's router" in proc.stdout and "vllm-2 is healthy" in proc.stdout
+    for service in ("vllm", "vllm-2", "vllm-router", "adapter"):
+        assert stack.container(service)["State"]["Health"]["Status"] == "healthy", service
+    router = stack.container("vllm-router")
+    assert router["Config"]["User"] == "10002:10002"  # the image's own user, not root
+    env = dict(e.split("=", 1) for e in stack.container("adapter")["Config"]["Env"])
+    assert env["VLLM_URL"] == "http://vllm-router:8000"
+    assert "replicas: http://vllm:8000 http://vllm-2:8000" in stack.logs("vllm-router")
+
+    stack.app_call("notes")  # the adapter, new in front of the router, probes the model first
+    before = {s: served_by(stack, s) for s in ("vllm", "vllm-2")}
+    for _ in range(3):
+        assert "Paris" in stack.app_call("notes")["content"]
+        assert stack.app_call("ner")["content"] == '{"name":"Ann","age":30}'
+    # Six calls, two different conversations (the services' own): each kept on one replica.
+    moved = {s: served_by(stack, s) - before[s] for s in before}
+    assert sum(moved.values()) == 6 and all(v % 3 == 0 for v in moved.values()), moved
+
+    # The replica that served the services' conversations (at least one) is the one killed.
+    victim = max(moved, key=lambda s: moved[s])
+    victim_url = f"http://{victim}:8000"
+    run(["docker", "kill", "--signal", "KILL", stack.container(victim)["Id"]], stack.env)
+    killed = time.monotonic()
+    try:
+        # Out of the router's rotation after VLLM_ROUTER_HEALTH_FAILURES checks
+        # (VLLM_ROUTER_HEALTH_INTERVAL apart): from then on every call reaches vllm.
+        workers = f"{stack.url('VLLM_ROUTER_HOST_PORT')}/workers"
+        wait_for(
+            lambda: (
+                not {
+                    w["url"]: w["is_healthy"]
+                    for w in httpx.get(workers, timeout=10).json()["workers"]
+                }[victim_url]
+            ),
+            60,
+            "the router to take the killed replica out",
+        )
+        assert time.monotonic() - killed < 30
+        answers = {s: [stack.app_call(s)["content"] for _ in range(3)] for s in ("notes", "ner")}
+        assert all("Paris" in a for a in answers["notes"]), answers
+        assert answers["ner"] == ['{"name":"Ann","age":30}'] * 3, answers
+        wait_for(lambda: stack.alerts("VllmReplicaOut"), 150, "VllmReplicaOut to fire")
+        fired = stack.alerts("VllmReplicaOut")[0]["labels"]
+        assert fired["worker"] == victim_url, fired
+        assert not stack.alerts("VllmDown", "firing") and not stack.alerts("VllmDown", "pending")
+        resp = chat(stack)
+        assert resp.status_code == 200 and "Paris" in resp.json()["message"]["content"]
+        assert httpx.get(f"{stack.url('OLLAMA_HOST_PORT')}/ready", timeout=30).status_code == 200
+    finally:
+        stack.compose("vllm", "--profile", "replica-2", "start", victim, timeout=120)
+
+
+def test_the_dashboard_reads_live_data(stack: Stack) -> None:
+    """Every panel's expression, sent to the running Prometheus after the stack has served
+    traffic (and the faults above: upstream errors), returns a series; the variables they use
+    resolve."""
+    dashboard = json.loads((MON / "grafana-dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    values = {name: v["current"]["value"] for name, v in variables.items() if v["type"] == "custom"}
+    for name, value in values.items():  # each job variable names a job Prometheus scrapes
+        assert stack.query(f'up{{job="{value}"}}'), name
+    # A query variable (the replicas the router names) as Grafana's "All": every value it finds.
+    for name, variable in variables.items():
+        if variable["type"] == "query":
+            metric = re.fullmatch(r"label_values\((\w+), *\w+\)", variable["definition"])
+            assert metric and stack.query(metric[1]), (name, variable["definition"])
+            values[name] = ".+"
+    # Grafana's $__rate_interval: four scrape intervals or more, by the range shown; 5m is what
+    # a few hours' range gives, and holds more than the last minute's traffic.
+    values["__rate_interval"] = "5m"
+
+    def empty() -> list[str]:
+        found = []
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                for name, value in sorted(values.items(), key=lambda kv: -len(kv[0])):
+                    expr = expr.replace(f"${name}", value)
+                assert "$" not in expr, (panel["title"], expr)
+                if not stack.query(expr):
+                    found.append(f"{panel['title']}: {expr}")
+        return found
+
+    # A counter's series that appeared with the last faults (the first 503, the first upstream
+    # error) has a rate once Prometheus has scraped it twice.
+    deadline = time.monotonic() + 60
+    while (missing := empty()) and time.monotonic() < deadline:
+        time.sleep(5)
+    raw = {m: len(stack.query(m)) for m in ("ollama_adapter_tokens_total", "up")}
+    assert not missing, "\n".join([*missing, f"series: {raw}"])
 
 
 def test_adapter_killed_comes_back_with_its_models(stack: Stack) -> None:
@@ -481,6 +562,33 @@ def test_rollback_restores_phase1_with_its_volume(stack: Stack) -> None:
     assert "phase 1 (all Ollama) is running" in status.stdout
     services = stack.compose("separated", "ps", "--services").split()
     assert "adapter" not in services and "vllm" not in services
+    # The replicas and the router phase 2 ran are gone with it, although the rollback was not
+    # told how many there were.
+    running = run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={stack.project}",
+            "--filter",
+            "label=com.docker.compose.service=vllm-2",
+        ],
+        stack.env,
+    ).stdout.split()
+    running += run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={stack.project}",
+            "--filter",
+            "label=com.docker.compose.service=vllm-router",
+        ],
+        stack.env,
+    ).stdout.split()
+    assert running == []
 
 
 def test_a_failed_switch_rolls_back_by_itself(stack: Stack) -> None:
