@@ -4,7 +4,7 @@
 # Idempotent and non-interactive: a second run is a no-op (well under 2 s) when the venv
 # and the model already exist and match the pinned versions (recorded in stamp files).
 #
-#   scripts/setup-vllm-cpu.sh            # venv + tiny model
+#   scripts/setup-vllm-cpu.sh            # venv (vLLM and vLLM's router) + tiny model
 #
 # Environment:
 #   VLLM_VENV         venv location (default: <repo>/.venv-vllm)
@@ -25,6 +25,9 @@ set -euo pipefail
 
 TORCH_VERSION="2.13.0"
 VLLM_VERSION="0.32.0"
+# vLLM's own router (a Rust binary inside the wheel) for several replicas of one model; its
+# image (Dockerfile.router) installs the same version.
+ROUTER_VERSION="0.1.17"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VLLM_VENV:-${REPO_ROOT}/.venv-vllm}"
 MODEL_DIR="${TINY_MODEL_DIR:-${REPO_ROOT}/.cache/models/tiny-llm}"
@@ -101,6 +104,22 @@ PY
     log "venv ready: ${VENV}"
 }
 
+# The router beside vLLM: its Python launcher needs only what vLLM already brings (fastapi,
+# uvicorn, aiohttp, orjson, requests) and setproctitle. A stamp of its own, so a new router
+# version reinstalls the router alone.
+setup_router() {
+    local stamp="${VENV}/.vllm-router-stamp"
+    if stamp_ok "${stamp}" "vllm-router=${ROUTER_VERSION}" && [[ -x "${VENV}/bin/vllm-router" ]]; then
+        log "router ok: vllm-router ${ROUTER_VERSION}"
+        return
+    fi
+    log "pip install vllm-router==${ROUTER_VERSION}"
+    "${VENV}/bin/python" -m pip --disable-pip-version-check --no-input install -q \
+        --progress-bar off "vllm-router==${ROUTER_VERSION}"
+    printf '%s' "vllm-router=${ROUTER_VERSION}" >"${stamp}"
+    log "router ready: ${VENV}/bin/vllm-router"
+}
+
 setup_model() {  # setup_model DIR [--thinking]
     local dir="$1"
     shift
@@ -120,6 +139,7 @@ setup_model() {  # setup_model DIR [--thinking]
 
 start=${SECONDS}
 setup_venv
+setup_router
 setup_model "${MODEL_DIR}"
 setup_model "${THINK_DIR}" --thinking
 log "done in $((SECONDS - start)) s"

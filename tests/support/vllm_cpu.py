@@ -23,6 +23,8 @@ instead of starting one; then nothing is started or stopped):
   pooling runner), served as ``all-minilm``, Ollama's library name for it.
 - ``"smollm2"`` (``VLLM_TEST_SMOLLM2_URL``): SmolLM2-135M-Instruct, a real chat model whose
   answers can be wrong, served as ``smollm2:135m`` (max_model_len 2048).
+- ``"smollm2-replica"`` (``VLLM_TEST_SMOLLM2_REPLICA_URL``): a second copy of it, the other
+  replica behind vLLM's router.
 
 The two real models are prepared from PyPI wheels by scripts/prepare-models.sh; the random
 tiny ones stay for what they serve best: fast shape tests with exact counts, and a chat
@@ -49,7 +51,7 @@ from typing import Literal
 
 from tests.support.net import free_port
 
-ServerKind = Literal["chat", "reasoning", "embed", "smollm2"]
+ServerKind = Literal["chat", "reasoning", "embed", "smollm2", "smollm2-replica"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup-vllm-cpu.sh"
@@ -63,12 +65,14 @@ URL_ENV: dict[ServerKind, str] = {
     "reasoning": "VLLM_TEST_REASONING_URL",
     "embed": "VLLM_TEST_EMBED_URL",
     "smollm2": "VLLM_TEST_SMOLLM2_URL",
+    "smollm2-replica": "VLLM_TEST_SMOLLM2_REPLICA_URL",
 }
 SERVED_NAME: dict[ServerKind, str] = {
     "chat": "tiny-llm",
     "reasoning": "tiny-think",
     "embed": "all-minilm",
     "smollm2": "smollm2:135m",
+    "smollm2-replica": "smollm2:135m",
 }
 KIND_ENV: dict[ServerKind, dict[str, str]] = {
     "chat": {},
@@ -87,6 +91,9 @@ KIND_ENV: dict[ServerKind, dict[str, str]] = {
     },
     "smollm2": {"VLLM_MODEL": str(MODELS_DIR / "smollm2-135m"), "VLLM_MAX_MODEL_LEN": "2048"},
 }
+# A second replica of the same model, as several GPUs each serving one copy would be: the
+# replica tests put vLLM's router in front of both (tests/integration/test_replicas.py).
+KIND_ENV["smollm2-replica"] = KIND_ENV["smollm2"]
 
 DEFAULT_STARTUP_TIMEOUT = float(os.environ.get("VLLM_STARTUP_TIMEOUT", "300"))
 
@@ -120,6 +127,15 @@ class VllmServer:
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log_path, lines) if self.log_path else ""
+
+    def kill(self) -> None:
+        """SIGKILL the server's process group at once, as a crash would end it."""
+        if self.process is None or self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(self.process.pid), signal.SIGKILL)
+        self.process.wait(timeout=30)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the server's process group, then SIGKILL it after ``timeout`` seconds."""
