@@ -37,8 +37,8 @@ CHATML = (
 )
 
 
-def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    resp = httpx.post(f"{url}{path}", json=body, timeout=TIMEOUT)
+def post(url: str, path: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+    resp = httpx.post(f"{url}{path}", json=body, headers=headers, timeout=TIMEOUT)
     assert resp.status_code == 200, resp.text
     answer: dict[str, Any] = resp.json()
     return answer

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.test_real_models import COLD, FRANCE, MODEL, TIMEOUT, chat, post
 from tests.support.adapter_proc import running_adapter
 from tests.support.net import metric
 from tests.support.router import (
@@ -33,10 +34,6 @@ from tests.support.vllm_cpu import VllmServer, launch_server
 
 pytestmark = pytest.mark.integration
 
-MODEL = "smollm2:135m"
-FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
-COLD = {"temperature": 0}
-TIMEOUT = 300
 LONG_STORY = {
     "type": "object",
     "properties": {"story": {"type": "string", "minLength": 4000}},
@@ -85,18 +82,6 @@ def fleet(
     finally:
         fleet.router.stop()
         fleet.second.stop()  # a replica these tests started again is theirs to stop
-
-
-def post(url: str, path: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
-    resp = httpx.post(f"{url}{path}", json=body, headers=headers, timeout=TIMEOUT)
-    assert resp.status_code == 200, resp.text
-    answer: dict[str, Any] = resp.json()
-    return answer
-
-
-def chat(url: str, messages: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
-    body = {"model": MODEL, "messages": messages, "stream": False, "options": COLD, **fields}
-    return post(url, "/api/chat", body)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
