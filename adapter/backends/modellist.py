@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextvars
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from adapter.ollama_api.models import ModelEntry
 
@@ -16,14 +18,14 @@ class ModelList:
     """The entries ``fetch`` answers, kept ``ttl`` seconds (``ADAPTER_MODELS_CACHE_TTL``).
 
     One ask at a time: requests that find the list stale while it is being asked for wait
-    for that answer instead of asking again. The same list object is answered while nothing
+    for that answer instead of asking again; the ask carries no request's context. The same list object is answered while nothing
     in it changed, so the router rebuilds its merged catalogue only when one did. A failed
     ask raises to the caller and leaves the old list to be asked for again next time.
     """
 
     def __init__(
         self,
-        fetch: Callable[[], Awaitable[list[ModelEntry]]],
+        fetch: Callable[[], Coroutine[Any, Any, list[ModelEntry]]],
         *,
         ttl: float,
         now: Callable[[], float],
@@ -45,7 +47,13 @@ class ModelList:
         async with self._lock:
             if self._fresh(max_age) and self._entries is not None:
                 return self._entries
-            entries = await self._fetch()
+            # Shared work, in a context of its own: the request that happens to need the list
+            # first (or a refresh) must not lend the list call and the capability probes its id
+            # or its session headers (with a session-hashing router in front of vLLM, they
+            # would decide where the probes land). Cancelled with its awaiting request.
+            entries = await asyncio.get_running_loop().create_task(
+                self._fetch(), context=contextvars.Context()
+            )
             if self._entries is None or entries != self._entries:
                 self._entries = entries
             self._at = self._now()

@@ -469,6 +469,28 @@ async def test_the_background_model_list_refresh_carries_no_clients_headers(
         assert headers.get("x-request-id") != "client-42" and "x-session-id" not in headers
 
 
+async def test_the_first_request_lends_no_context_to_the_model_list_or_the_probes(
+    fake: FakeVLLM,
+) -> None:
+    """The first request that names a model makes the adapter ask vLLM for its model list and
+    probe what each model can do: shared work, which carries neither that client's request id
+    nor its session (a session-hashing router would send the probes to its replica)."""
+    given = {"X-Request-ID": "client-one-id", "x-session-id": "sess-one"}
+    async for client in serve(Settings(vllm_url=await fake.url())):
+        resp = await client.post("/api/chat", json={**CHAT, "stream": False}, headers=given)
+        assert resp.status_code == 200
+    sent = [(path, h) for (path, _), h in zip(fake.requests, fake.headers, strict=True)]
+    mine = [
+        (path, h)
+        for path, h in sent
+        if h.get("x-request-id") == "client-one-id" or h.get("x-session-id") == "sess-one"
+    ]
+    assert [path for path, _ in mine] == ["/v1/chat/completions"], mine
+    assert mine[0][1]["x-session-id"] == "sess-one"
+    shared = [path for path, h in sent if (path, h) not in mine]
+    assert "/v1/models" in shared and len(shared) > 1, shared  # the list and the probes
+
+
 # --------------------------------------------------------------------------- trace context
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
