@@ -188,13 +188,17 @@ async def test_collect_stream_interval_one_sends_none(fake: FakeVLLM) -> None:
         assert resp.status_code == 200 and "stream_interval" not in fake.last
 
 
-async def test_form_encoded_curl_body_is_read_as_json(client: httpx.AsyncClient) -> None:
+async def test_form_encoded_curl_body_is_read_as_json(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
     resp = await client.post(
         "/api/chat",
         content=orjson.dumps({**CHAT, "stream": False}),
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
-    assert resp.status_code == 200
+    assert resp.status_code == 200 and resp.json()["done"] is True
+    assert resp.json()["message"]["content"]
+    assert fake.last["messages"] == CHAT["messages"]
 
 
 async def test_generate_streaming_and_not(client: httpx.AsyncClient, fake: FakeVLLM) -> None:

@@ -3,7 +3,6 @@ capability discovery and the Vision Ollama passthrough (against the fake upstrea
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from adapter.config import Settings
 from tests.api.conftest import serve
 from tests.fake_vllm import FakeVLLM
+from tests.support.clock import Ticks, fake_clock
 
 CHAT = {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -296,16 +296,21 @@ async def test_a_model_does_not_vanish_while_its_server_is_unreachable(fake: Fak
         probe_capabilities=False,
         models_cache_ttl=0.05,
     )
-    async for c in serve(settings):
+    ticks = Ticks()
+    async for c in serve(settings, fake_clock(ticks)):
         assert (await c.post("/api/chat", json={**CHAT, "stream": False})).status_code == 200
         await fake.stop("vllm")
+        asked = len(fake.requests)
         for _ in range(3):  # past the cache's age: the list is asked for again, and fails
-            await asyncio.sleep(0.1)
+            ticks.advance(1)
             resp = await c.post("/api/chat", json={**CHAT, "stream": False})
             assert resp.status_code == 503, resp.text
             assert "unreachable" in resp.json()["error"]
         names = [m["model"] for m in (await c.get("/api/tags")).json()["models"]]
         assert "tiny-llm:latest" in names and "llava:7b" in names
+        # The injected clock aged the lists: they were asked for again (the Vision Ollama's
+        # answered, at its /api/tags; the stopped vLLM could not).
+        assert "/api/tags" in [path for path, _ in fake.requests[asked:]]
 
 
 async def test_browser_requests_take_the_full_path_with_the_same_answers(

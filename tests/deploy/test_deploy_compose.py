@@ -109,13 +109,18 @@ def test_config_valid(run_compose: RunCompose, phase: str, apps: bool) -> None:
 def test_config_valid_with_build_override_and_env_example(
     run_compose: RunCompose, phase: str
 ) -> None:
-    run_compose(
+    proc = run_compose(
         PHASES[phase],
         ROOT / "compose/apps.build.yml",
-        args=["config", "--quiet"],
+        args=["config", "--format", "json"],
         profiles=["apps"],
         env_file=ROOT / "deploy/env.example",
     )
+    services = json.loads(proc.stdout)["services"]
+    # Every service is built from its own source folder, with the file env.example names.
+    for app in APPS:
+        build = services[app]["build"]
+        assert build["context"].endswith(f"services/{app}") and build["dockerfile"] == "Dockerfile"
 
 
 @pytest.mark.parametrize("phase", sorted(PHASES))
