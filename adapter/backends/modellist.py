@@ -18,9 +18,10 @@ class ModelList:
     """The entries ``fetch`` answers, kept ``ttl`` seconds (``ADAPTER_MODELS_CACHE_TTL``).
 
     One ask at a time: requests that find the list stale while it is being asked for wait
-    for that answer instead of asking again; the ask carries no request's context. The same list object is answered while nothing
-    in it changed, so the router rebuilds its merged catalogue only when one did. A failed
-    ask raises to the caller and leaves the old list to be asked for again next time.
+    for that answer instead of asking again; the ask carries no request's context. The same
+    list object is answered while nothing in it changed, so the router rebuilds its merged
+    catalogue only when one did. A failed ask raises to the caller and leaves the old list to
+    be asked for again next time.
     """
 
     def __init__(
