@@ -60,12 +60,7 @@ class Fleet:
 
     def router_says(self, name: str, replica: str) -> float:
         """One of the router's own gauges for a replica (only to know when it decided)."""
-        with httpx.Client(timeout=5) as client:
-            text = client.get(self.router.metrics_url).text
-        for line in text.splitlines():
-            if line.startswith(f'{name}{{worker="{replica}"}}'):
-                return float(line.rsplit(" ", 1)[1])
-        return -1.0
+        return metric(self.router.metrics_base, name, worker=replica)
 
 
 @pytest.fixture(scope="module")

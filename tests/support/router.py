@@ -7,7 +7,7 @@ Stdlib only, so benchmarks can use it too::
 
     router = start_router([replica_a, replica_b], policy="consistent_hash")
     router.url          # what the adapter's VLLM_URL names
-    router.metrics_url  # the router's own Prometheus endpoint
+    router.metrics_base # the router's own Prometheus endpoint (/metrics under it)
     router.stop()
 
 The health checks run every ``HEALTH_INTERVAL`` seconds and two failures mark a replica down
@@ -17,19 +17,15 @@ The health checks run every ``HEALTH_INTERVAL`` seconds and two failures mark a 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import os
 import re
-import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.net import free_port
+from tests.support.vllm_cpu import health_ok, kill_group, terminate_group
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO_ROOT / ".cache" / "logs"
@@ -76,8 +72,9 @@ class RouterProc:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+    def metrics_base(self) -> str:
+        """Where the router's Prometheus metrics are (``/metrics`` under it)."""
+        return f"http://127.0.0.1:{self.metrics_port}"
 
     def wait_ready(self, timeout: float = 120) -> None:
         """Wait until the router serves (it listens once every replica is healthy)."""
@@ -85,22 +82,23 @@ class RouterProc:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break
-            if _get_ok(f"{self.url}/health"):
+            if health_ok(self.url):
                 return
             time.sleep(0.2)
         tail = self.log_path.read_text(errors="replace")[-3000:]
         self.stop()
         raise RouterStartError(f"vllm-router on {self.url} did not start:\n{tail}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        _end(self.process, sig)
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            terminate_group(self.process, 10.0)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would end it."""
-        self.stop(signal.SIGKILL)
+        if not self._stopped:
+            self._stopped = True
+            kill_group(self.process)
 
 
 def launch_router(
@@ -108,14 +106,12 @@ def launch_router(
     *,
     policy: str = DEFAULT_POLICY,
     port: int | None = None,
-    metrics_port: int | None = None,
-    extra: Sequence[str] = (),
 ) -> RouterProc:
     """Start ``vllm-router`` over ``workers`` (base URLs) without waiting for it."""
     if not ROUTER_BIN.exists():
         raise RouterStartError(f"no {ROUTER_BIN}: run scripts/setup-vllm-cpu.sh first")
     port = port or free_port()
-    metrics_port = metrics_port or free_port()
+    metrics_port = free_port()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"vllm-router-{port}.log"
     cmd = [
@@ -142,7 +138,6 @@ def launch_router(
         "1",
         "--log-level",
         "warning",
-        *extra,
     ]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -153,43 +148,14 @@ def launch_router(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    atexit.register(_end, process, signal.SIGKILL)
+    atexit.register(kill_group, process)
     return RouterProc(list(workers), policy, port, metrics_port, process, log_path)
 
 
 def start_router(
-    workers: Sequence[str],
-    *,
-    policy: str = DEFAULT_POLICY,
-    port: int | None = None,
-    metrics_port: int | None = None,
-    extra: Sequence[str] = (),
+    workers: Sequence[str], *, policy: str = DEFAULT_POLICY, port: int | None = None
 ) -> RouterProc:
     """:func:`launch_router`, then wait until it serves."""
-    router = launch_router(
-        workers, policy=policy, port=port, metrics_port=metrics_port, extra=extra
-    )
+    router = launch_router(workers, policy=policy, port=port)
     router.wait_ready()
     return router
-
-
-def _get_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            status: int = response.status
-            return status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
-
-
-def _end(process: subprocess.Popen[bytes], sig: int) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)

@@ -133,16 +133,14 @@ class VllmServer:
         if self.process is None or self._stopped:
             return
         self._stopped = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(os.getpgid(self.process.pid), signal.SIGKILL)
-        self.process.wait(timeout=30)
+        kill_group(self.process)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the server's process group, then SIGKILL it after ``timeout`` seconds."""
         if self.process is None or self._stopped:
             return
         self._stopped = True
-        _terminate_group(self.process, timeout)
+        terminate_group(self.process, timeout)
 
 
 def ensure_setup() -> None:
@@ -199,7 +197,7 @@ def launch_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    atexit.register(_terminate_group, process, 10.0)
+    atexit.register(terminate_group, process, 10.0)
     return VllmServer(
         base_url=f"http://127.0.0.1:{port}",
         served_model_name=child_env["SERVED_MODEL_NAME"],
@@ -242,7 +240,7 @@ def wait_healthy(
                 f"vLLM server exited with code {process.returncode} before it was healthy; "
                 f"last lines of {log_path}:\n{_tail(log_path, 40)}"
             )
-        if _health_ok(base_url):
+        if health_ok(base_url):
             return
         if time.monotonic() > deadline:
             raise VllmStartError(
@@ -285,7 +283,7 @@ def running_server(
         server.stop()
 
 
-def _health_ok(base_url: str) -> bool:
+def health_ok(base_url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:
             status: int = response.status
@@ -294,7 +292,7 @@ def _health_ok(base_url: str) -> bool:
         return False
 
 
-def _terminate_group(process: subprocess.Popen[bytes], timeout: float) -> None:
+def terminate_group(process: subprocess.Popen[bytes], timeout: float) -> None:
     if process.poll() is not None:
         return
     try:
@@ -319,3 +317,10 @@ def _tail(path: Path | None, lines: int) -> str:
         return "(no log)"
     text = path.read_text(encoding="utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process started with ``start_new_session`` and its children, at once."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
