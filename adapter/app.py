@@ -20,14 +20,19 @@ from adapter import logs
 from adapter.api import anthropic, embed, manage, openai, routes
 from adapter.api.answers import error_in_shape, error_response
 from adapter.api.gate import Gate
+from adapter.backends.base import Backend
+from adapter.backends.ollama import OllamaBackend
+from adapter.backends.vllm import VLLMBackend
 from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
 from adapter.cors import CORSMiddleware, OriginPolicy
 from adapter.errors import ClientDisconnected, OllamaError
-from adapter.metrics import worker_exited
+from adapter.metrics import Metrics, worker_exited
 from adapter.middleware import MetricsMiddleware, endpoint_label, observe
+from adapter.modelstore import ModelStore
 from adapter.requestctx import CURRENT, RequestInfo
-from adapter.state import AppState
+from adapter.router import Router
+from adapter.services import Services
 
 log = logging.getLogger("adapter")
 
@@ -101,19 +106,40 @@ class AdapterApp(FastAPI):
 FAST_ENDPOINTS = (routes.chat, routes.generate, manage.tags)
 
 
+def build_services(settings: Settings, clock: Clock = SYSTEM) -> Services:
+    """The composition root: one ``VLLMBackend`` per vLLM URL, the Vision Ollama's
+    ``OllamaBackend`` when it is set, the router over them; the routes see only ``Services``."""
+    metrics = Metrics()
+    backends: list[Backend] = [
+        VLLMBackend("vllm" if i == 0 else f"vllm-{i + 1}", url, settings, metrics, clock)
+        for i, url in enumerate(settings.vllm_urls)
+    ]
+    if settings.vision_ollama_url:
+        backends.append(OllamaBackend(settings.vision_ollama_url, settings, metrics, clock))
+    router = Router(
+        backends,
+        settings.model_aliases,
+        settings.model_capabilities,
+        cache_ttl=settings.models_cache_ttl,
+        clock=clock,
+        store=ModelStore(settings.models_dir),
+    )
+    return Services(settings, metrics, router, clock)
+
+
 def create_app(settings: Settings | None = None, clock: Clock = SYSTEM) -> AdapterApp:
     """Build the app: routes, middleware, error handlers; backends open in the lifespan."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState.build(settings, clock)
-        app.state.adapter = state
-        log.info("adapter ready, backends: %s", ", ".join(b.url for b in state.backends))
+        services = build_services(settings, clock)
+        app.state.adapter = services
+        log.info("adapter ready, backends: %s", ", ".join(b.url for b in services.backends))
         try:
             yield
         finally:
-            await state.aclose()
+            await services.aclose()
             worker_exited(os.getpid())
 
     app = AdapterApp(
@@ -123,10 +149,10 @@ def create_app(settings: Settings | None = None, clock: Clock = SYSTEM) -> Adapt
         redoc_url=None,
         openapi_url=None,
     )
-    routers = [module.router for module in (routes, manage, embed, openai, anthropic)]
-    for router in routers:
-        app.include_router(router)
-    paths = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+    tables = [module.endpoints for module in (routes, manage, embed, openai, anthropic)]
+    for table in tables:
+        app.include_router(table)
+    paths = [r for table in tables for r in table.routes if isinstance(r, APIRoute)]
     app.known_paths = frozenset(r.path for r in paths if "{" not in r.path)
     app.fast_routes = {
         (method, r.path): r.endpoint
@@ -148,8 +174,8 @@ async def error_for(request: Request, exc: Exception) -> Response:
     if isinstance(exc, OllamaError):
         return error_in_shape(request.url.path, exc.status, exc.message)
     if isinstance(exc, ClientDisconnected):
-        state: AppState = request.app.state.adapter
-        state.metrics.disconnects.inc()
+        services: Services = request.app.state.adapter
+        services.metrics.disconnects.inc()
         return error_response(499, "request canceled")
     if isinstance(exc, RequestValidationError):
         return error_in_shape(request.url.path, 400, "invalid request")

@@ -25,7 +25,7 @@ from adapter.jsonutil import dumps
 from adapter.ollama_api.responses import error_body
 from adapter.openai_api import openai_error as openai_body
 from adapter.requestctx import current
-from adapter.state import state_of
+from adapter.services import services_of
 
 T = TypeVar("T")
 
@@ -233,5 +233,5 @@ def answer(reply: Reply, request: Request) -> Response:
         return json_response(reply)
     else:
         stream, media_type = reply, "application/x-ndjson"
-    on_disconnect = state_of(request).metrics.disconnects.inc
+    on_disconnect = services_of(request).metrics.disconnects.inc
     return StreamingAnswer(stream, media_type=media_type, on_disconnect=on_disconnect)

@@ -16,11 +16,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from adapter.anthropic_api import SSE
-from adapter.api.foreign import forward_foreign
+from adapter.api.serving import forward_foreign
 from adapter.errors import OllamaError
 from adapter.ollama_api.models import ModelEntry
 
-router = APIRouter()
+endpoints = APIRouter()
 
 
 def _relax_thinking(body: dict[str, Any], entry: ModelEntry) -> None:
@@ -38,7 +38,7 @@ def _checked(body: dict[str, Any], entry: ModelEntry) -> None:
     _relax_thinking(body, entry)
 
 
-@router.post("/v1/messages")
+@endpoints.post("/v1/messages")
 async def messages(request: Request) -> Response:
     # vLLM numbers a message as its chat completions ("chatcmpl-..."); Anthropic's and
     # Ollama's ids start with "msg_", and clients may tell messages by it.
@@ -52,7 +52,7 @@ async def messages(request: Request) -> Response:
     )
 
 
-@router.post("/v1/messages/count_tokens")
+@endpoints.post("/v1/messages/count_tokens")
 async def count_tokens(request: Request) -> Response:
     return await forward_foreign(
         request,

@@ -5,34 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from adapter.api.answers import respond
-from adapter.api.inbound import parse, read_body, target
-from adapter.errors import OllamaError
+from adapter.api.serving import served
 from adapter.ollama_api.requests import EmbeddingsRequest, EmbedRequest
 
-router = APIRouter()
+endpoints = APIRouter()
 
 
-def _missing(name: str) -> str:
-    return f'model "{name}" not found, try pulling it first'
-
-
-@router.post("/api/embed")
+@endpoints.post("/api/embed")
 async def embed(request: Request) -> Response:
-    raw, data = await read_body(request)
-    req = parse(EmbedRequest, data)
-    if not req.model:
-        raise OllamaError(404, "model '' not found")
-    found = await target(request, req.model, missing=_missing(req.model))
-    return await respond(request, found.backend.embed(req, found.entry, raw))
+    return await served(request, EmbedRequest, lambda backend: backend.embed)
 
 
-@router.post("/api/embeddings")
+@endpoints.post("/api/embeddings")
 async def embeddings(request: Request) -> Response:
     """The legacy endpoint: one prompt, one vector, not normalised."""
-    raw, data = await read_body(request)
-    req = parse(EmbeddingsRequest, data)
-    if not req.model:
-        raise OllamaError(400, "model is required")
-    found = await target(request, req.model, missing=_missing(req.model))
-    return await respond(request, found.backend.embeddings(req, found.entry, raw))
+    return await served(request, EmbeddingsRequest, lambda backend: backend.embeddings)

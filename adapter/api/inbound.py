@@ -1,22 +1,27 @@
 """The first leg of every request: read and validate the body, find the model and its backend.
 
-Routes go parse (here) -> ask (the backend) -> answer (``answers.py``)."""
+Routes go parse (here) -> ask (the backend) -> answer (``answers.py``); ``asked`` is the
+first leg whole, written once for every route about a model."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from adapter.backends.base import Target
+from adapter.backends.base import Backend, Target
 from adapter.errors import ClientDisconnected, OllamaError
+from adapter.ollama_api.models import ModelEntry
+from adapter.ollama_api.requests import AboutAModel
 from adapter.requestctx import current
-from adapter.state import state_of
+from adapter.services import services_of
 
 M = TypeVar("M", bound=BaseModel)
+A = TypeVar("A", bound=AboutAModel)
 log = logging.getLogger("adapter.requests")
 
 
@@ -25,7 +30,7 @@ async def read_body(request: Request) -> tuple[bytes, dict[str, Any]]:
     form type). Read straight from ``receive``: nothing else reads the body, and nothing is
     read past ``ADAPTER_MAX_BODY_BYTES`` (413) nor decoded past the image and message limits
     (400 naming the limit)."""
-    settings = state_of(request).settings
+    settings = services_of(request).settings
     limit = settings.max_body_bytes
     message = await request.receive()
     if message["type"] != "http.request":
@@ -113,11 +118,43 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
         raise OllamaError(400, f"invalid value for {where}: {err['msg']}") from None
 
 
-async def target(request: Request, name: str, *, missing: str | None = None) -> Target:
-    """The entry and backend serving ``name``; Ollama's 404 (or ``missing``) otherwise."""
-    found = await state_of(request).router.find(name)
+@dataclass(frozen=True, slots=True)
+class Asked(Generic[A]):
+    """A request read, parsed and placed: the body as sent and decoded, its model's entry and
+    the backend serving it."""
+
+    req: A
+    raw: bytes
+    data: dict[str, Any]
+    entry: ModelEntry
+    backend: Backend
+
+
+async def asked(request: Request, schema: type[A], *, missing: str | None = None) -> Asked[A]:
+    """The first leg of a route about a model: the body read and parsed as ``schema``, the
+    model it names found (``schema.UNNAMED`` when it names none, Ollama's 404 in
+    ``schema.not_found``'s words, or ``missing``, when nothing serves it)."""
+    raw, data = await read_body(request)
+    req = parse(schema, data)
+    name = req.target
+    if not name:
+        raise OllamaError(*schema.UNNAMED)
+    found = await target(request, name, missing=missing, schema=schema)
+    return Asked(req, raw, data, found.entry, found.backend)
+
+
+async def target(
+    request: Request,
+    name: str,
+    *,
+    missing: str | None = None,
+    schema: type[AboutAModel] = AboutAModel,
+) -> Target:
+    """The entry and backend serving ``name``; Ollama's 404 (``missing``, or in ``schema``'s
+    words) otherwise."""
+    found = await services_of(request).router.find(name)
     if found is None:
-        raise OllamaError(404, missing or f"model '{name}' not found")
+        raise OllamaError(404, missing or schema.not_found(name))
     info = current()
     if info is not None:
         info.model, info.backend = name, found.backend.name

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from adapter.api.answers import NDJSON_TYPE, MadeJSON, json_response, respond
-from adapter.api.inbound import parse, read_body, target
+from adapter.api.inbound import asked, parse, read_body, target
 from adapter.errors import OllamaError
 from adapter.jsonutil import dumps
 from adapter.ollama_api import modelfile
 from adapter.ollama_api.modelfile import Derived, unsupported
-from adapter.ollama_api.models import display_name, normalize, ps_entry, tag_entry
+from adapter.ollama_api.models import ModelEntry, normalize, ps_entry, tag_entry
 from adapter.ollama_api.requests import (
     CopyRequest,
     CreateRequest,
@@ -24,9 +24,9 @@ from adapter.ollama_api.requests import (
     ShowRequest,
 )
 from adapter.ollama_api.responses import progress_lines
-from adapter.state import state_of
+from adapter.services import services_of
 
-router = APIRouter()
+endpoints = APIRouter()
 
 #: How VS Code's Copilot Chat starts its User-Agent.
 COPILOT_AGENT = "GitHubCopilotChat/"
@@ -37,55 +37,48 @@ MANAGED = (
 )
 
 
-@router.api_route("/api/tags", methods=["GET", "HEAD"])
+#: ``/api/pull`` of a model nobody serves.
+NOT_PULLED = f"pull model manifest: file does not exist ({MANAGED})"
+
+
+@endpoints.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> Response:
-    state = state_of(request)
-    entries = await state.router.catalogue()
-    cached = state.tags_body
+    services = services_of(request)
+    entries = await services.router.catalogue()
+    cached = services.tags_body
     if cached is None or cached[0] is not entries:
-        body = dumps({"models": [tag_entry(e, state.started_at) for e in entries]})
-        state.tags_body = cached = (entries, body, MadeJSON.head_of(body))
+        body = dumps({"models": [tag_entry(e, services.started_at) for e in entries]})
+        services.tags_body = cached = (entries, body, MadeJSON.head_of(body))
     return MadeJSON(cached[1], cached[2])
 
 
-@router.get("/api/ps")
+@endpoints.get("/api/ps")
 async def ps(request: Request) -> Response:
-    entries = await state_of(request).router.catalogue()
+    entries = await services_of(request).router.catalogue()
     return json_response({"models": [ps_entry(e) for e in entries]})
 
 
-@router.post("/api/show")
+@endpoints.post("/api/show")
 async def show_model(request: Request) -> Response:
-    raw, data = await read_body(request)
-    req = parse(ShowRequest, data)
-    name = req.target
-    if not name:
-        raise OllamaError(400, "model is required")
-    found = await target(request, name, missing=f"model '{display_name(name)}' not found")
-    started = state_of(request).started_at
+    a = await asked(request, ShowRequest)
+    started = services_of(request).started_at
     # Copilot shows general.basename; Ollama (0.18.3) echoes the name it was asked for.
     copilot = request.headers.get("user-agent", "").startswith(COPILOT_AGENT)
-    basename = name if copilot else None
-    show = found.backend.show(found.entry, raw, started, basename)
-    return await respond(request, show)
+    basename = a.req.target if copilot else None
+    return await respond(request, a.backend.show(a.entry, a.raw, started, basename))
 
 
-@router.post("/api/pull")
+@endpoints.post("/api/pull")
 async def pull(request: Request) -> Response:
     """Services pull their model at start-up: a served model is 'pulled' at once."""
-    _, data = await read_body(request)
-    req = parse(PullRequest, data)
-    name = req.target
-    if not name:
-        raise OllamaError(400, "invalid model name")
-    await target(request, name, missing=f"pull model manifest: file does not exist ({MANAGED})")
-    if req.stream is False:
+    a = await asked(request, PullRequest, missing=NOT_PULLED)
+    if a.req.stream is False:
         return json_response({"status": "success"})
     steps = ("pulling manifest", "verifying sha256 digest", "writing manifest", "success")
     return Response(progress_lines(*steps), media_type=NDJSON_TYPE)
 
 
-@router.post("/api/push")
+@endpoints.post("/api/push")
 async def push(request: Request) -> Response:
     await read_body(request)
     raise OllamaError(501, f"push is not supported: {MANAGED}")
@@ -104,7 +97,7 @@ def _name(raw: str) -> str:
 
 async def _new_name(request: Request, name: str) -> None:
     """A derived model cannot take the name of a model the server serves (or an alias)."""
-    existing = await state_of(request).router.find(name)
+    existing = await services_of(request).router.find(name)
     if existing is not None and existing.entry.derived is None:
         raise OllamaError(
             400,
@@ -116,11 +109,11 @@ async def _new_name(request: Request, name: str) -> None:
 async def _over(request: Request, model: Derived) -> tuple[Derived, str]:
     """``model`` over what its ``FROM`` names, flattened onto a model vLLM serves; and the
     name its Modelfile's ``FROM`` gets."""
-    parent = await target(request, model.base, missing=f"model '{model.base}' not found")
-    if parent.backend.kind != "vllm":
+    parent = await target(request, model.base)
+    if not parent.backend.derives:
         raise OllamaError(
             400,
-            f'"{model.base}" is served by the Vision Ollama: create "{model.name}" there '
+            f'"{model.base}" is served by {parent.backend.title}: create "{model.name}" there '
             "(its /api/create)",
         )
     if parent.entry.derived is not None:
@@ -128,6 +121,16 @@ async def _over(request: Request, model: Derived) -> tuple[Derived, str]:
         return flat, flat.base
     served = parent.entry.alias_of or parent.entry.name  # an alias: what it names
     return dataclasses.replace(model, base=served), served
+
+
+async def _made(request: Request, model: Derived) -> tuple[Derived, str, list[ModelEntry]]:
+    """``model`` saved under its own name, over what its ``FROM`` names: as saved, the name
+    its ``FROM`` got, and the catalogue with it."""
+    await _new_name(request, model.name)
+    model, base = await _over(request, model)
+    router = services_of(request).router
+    router.store.save(model, base)
+    return model, base, await router.catalogue()
 
 
 def _derived_of(req: CreateRequest, name: str) -> Derived:
@@ -150,19 +153,14 @@ def _derived_of(req: CreateRequest, name: str) -> Derived:
     )
 
 
-@router.post("/api/create")
+@endpoints.post("/api/create")
 async def create(request: Request) -> Response:
     """A derived model: a name over a served model with its own system prompt, default
     options and leading messages, kept as a Modelfile in ADAPTER_MODELS_DIR."""
     _, data = await read_body(request)
     req = parse(CreateRequest, data)
     name = _name(req.target)
-    model = _derived_of(req, name)
-    await _new_name(request, name)
-    model, base = await _over(request, model)
-    state = state_of(request)
-    state.router.store.save(model, base)
-    entries = await state.router.catalogue()
+    model, base, entries = await _made(request, _derived_of(req, name))
     made = next(e for e in entries if normalize(e.name) == normalize(name))
     if req.stream is False:
         return json_response({"status": "success"})
@@ -178,50 +176,40 @@ async def create(request: Request) -> Response:
     )
 
 
-@router.post("/api/copy")
+@endpoints.post("/api/copy")
 async def copy(request: Request) -> Response:
-    _, data = await read_body(request)
-    req = parse(CopyRequest, data)
-    source = await target(request, req.source, missing=f'model "{req.source}" not found')
-    if not req.destination.strip():
-        raise OllamaError(400, f'destination "{req.destination}" is invalid')
-    name = _name(req.destination)
-    await _new_name(request, name)
-    derived = source.entry.derived
-    model = derived.with_name(name) if derived else Derived(name, source.entry.name)
-    model, base = await _over(request, model)
-    state = state_of(request)
-    state.router.store.save(model, base)
-    await state.router.catalogue()
+    a = await asked(request, CopyRequest)
+    if not a.req.destination.strip():
+        raise OllamaError(400, f'destination "{a.req.destination}" is invalid')
+    name = _name(a.req.destination)
+    derived = a.entry.derived
+    await _made(request, derived.with_name(name) if derived else Derived(name, a.entry.name))
     return Response(status_code=200)
 
 
-@router.delete("/api/delete")
+@endpoints.delete("/api/delete")
 async def delete(request: Request) -> Response:
-    _, data = await read_body(request)
-    req = parse(ModelRequest, data)
-    name = req.target
-    if not name:
-        raise OllamaError(400, "model is required")
-    found = await target(request, name)
-    state = state_of(request)
-    if found.entry.derived is None:
-        what = "an alias (MODEL_ALIASES)" if found.entry.alias_of else "a model vLLM serves"
-        if found.backend.kind != "vllm":
-            what = "a model of the Vision Ollama (delete it there)"
+    a = await asked(request, ModelRequest)
+    router = services_of(request).router
+    if a.entry.derived is None:
+        what = "an alias (MODEL_ALIASES)" if a.entry.alias_of else "a model vLLM serves"
+        if not a.backend.derives:
+            what = f"a model of {a.backend.title} (delete it there)"
         raise OllamaError(
-            403, f"model '{name}' is {what} and keeps serving; only derived models are deleted here"
+            403,
+            f"model '{a.req.target}' is {what} and keeps serving; only derived models are "
+            "deleted here",
         )
-    state.router.store.delete(found.entry.derived.name)
-    await state.router.catalogue()
+    router.store.delete(a.entry.derived.name)
+    await router.catalogue()
     return Response(status_code=200)
 
 
-@router.head("/api/blobs/{digest}")
+@endpoints.head("/api/blobs/{digest}")
 async def blob_exists(digest: str) -> Response:
     return Response(status_code=404)
 
 
-@router.post("/api/blobs/{digest}")
+@endpoints.post("/api/blobs/{digest}")
 async def blob_upload(digest: str) -> Response:
     raise OllamaError(501, f"blob upload is not supported: {MANAGED}")

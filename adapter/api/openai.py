@@ -16,15 +16,15 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from adapter.api.answers import json_response
-from adapter.api.foreign import forward_foreign
 from adapter.api.inbound import target
+from adapter.api.serving import forward_foreign
 from adapter.ollama_api.modelfile import openai_defaults
 from adapter.ollama_api.models import ModelEntry
 from adapter.ollama_api.options import OPENAI_SAMPLING
 from adapter.openai_api import SSE
-from adapter.state import state_of
+from adapter.services import services_of
 
-router = APIRouter()
+endpoints = APIRouter()
 
 
 def _card(entry: ModelEntry, created: int) -> dict[str, object]:
@@ -37,7 +37,7 @@ async def _forward(request: Request, path: str, *, generation: bool = False) -> 
     what neither sets (unless ADAPTER_SAMPLING_DEFAULTS=model)."""
     if not generation:
         return await forward_foreign(request, path, framing=SSE)
-    ollama = state_of(request).settings.sampling_defaults == "ollama"
+    ollama = services_of(request).settings.sampling_defaults == "ollama"
     sampling = OPENAI_SAMPLING if ollama else None
 
     def adjust(body: dict[str, Any], entry: ModelEntry) -> None:
@@ -46,36 +46,36 @@ async def _forward(request: Request, path: str, *, generation: bool = False) -> 
     return await forward_foreign(request, path, framing=SSE, adjust=adjust)
 
 
-@router.post("/v1/chat/completions")
+@endpoints.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     return await _forward(request, "/v1/chat/completions", generation=True)
 
 
-@router.post("/v1/completions")
+@endpoints.post("/v1/completions")
 async def completions(request: Request) -> Response:
     return await _forward(request, "/v1/completions", generation=True)
 
 
-@router.post("/v1/responses")
+@endpoints.post("/v1/responses")
 async def responses(request: Request) -> Response:
     """OpenAI's Responses API (Codex with ``wire_api = "responses"``, ``responses.create``)."""
     return await _forward(request, "/v1/responses")
 
 
-@router.post("/v1/embeddings")
+@endpoints.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     return await _forward(request, "/v1/embeddings")
 
 
-@router.get("/v1/models")
+@endpoints.get("/v1/models")
 async def models(request: Request) -> Response:
-    state = state_of(request)
-    created = int(state.started_at.timestamp())
-    entries = await state.router.catalogue()
+    services = services_of(request)
+    created = int(services.started_at.timestamp())
+    entries = await services.router.catalogue()
     return json_response({"object": "list", "data": [_card(e, created) for e in entries]})
 
 
-@router.get("/v1/models/{model:path}")
+@endpoints.get("/v1/models/{model:path}")
 async def model(request: Request, model: str) -> Response:
     found = await target(request, model)
-    return json_response(_card(found.entry, int(state_of(request).started_at.timestamp())))
+    return json_response(_card(found.entry, int(services_of(request).started_at.timestamp())))

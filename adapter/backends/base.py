@@ -1,9 +1,10 @@
 """What every backend offers the routes: the ``Backend`` protocol and the shapes of its replies.
 
 A backend either translates Ollama requests for another API (vLLM) or passes them through to
-a real Ollama; the routes cannot tell which, they hand the parsed request over and send back
-what comes: an Ollama answer (a dict), a stream of NDJSON bytes, or an upstream answer relayed
-as it came (``Relayed``).
+a real Ollama; the routes never ask which: they hand the parsed request over and send back
+what comes (an Ollama answer (a dict), a stream of NDJSON bytes, or an upstream answer relayed
+as it came, ``Relayed``), and what differs between servers the protocol answers (``essential``,
+``derives``, ``title``).
 """
 
 from __future__ import annotations
@@ -66,7 +67,24 @@ class Backend(Protocol):
 
     @property
     def kind(self) -> Literal["vllm", "ollama"]:
-        """What it is, for ``/health``."""
+        """What it is: the key ``/health`` shows it under."""
+        ...
+
+    @property
+    def title(self) -> str:
+        """How messages to people name it ("vLLM", "the Vision Ollama")."""
+        ...
+
+    @property
+    def essential(self) -> bool:
+        """Whether the adapter serves only while it answers (``/ready``, ``/health``'s status);
+        the others add models when they are up."""
+        ...
+
+    @property
+    def derives(self) -> bool:
+        """Whether its models can be the ``FROM`` of a derived model (``/api/create``): the
+        adapter applies a derived model's settings itself, so only where it translates."""
         ...
 
     #: Its URL as shown to people (credentials hidden).

@@ -38,6 +38,9 @@ class OllamaBackend(Passthrough):
     the body as the client sent it, the answer as Ollama gives it (``Backend``)."""
 
     kind: Literal["ollama"] = "ollama"
+    title = "the Vision Ollama"
+    essential = False
+    derives = False
 
     def __init__(self, url: str, settings: Settings, metrics: Metrics, clock: Clock) -> None:
         self.name = "ollama"

@@ -6,9 +6,11 @@ answers' shapes are in ``adapter.ollama_api.responses`` and ``adapter.ollama_api
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from adapter.ollama_api.models import display_name
 
 
 class _Lenient(BaseModel):
@@ -52,7 +54,24 @@ class Tool(BaseModel):
     function: dict[str, Any]
 
 
-class _GenerationRequest(_Lenient):
+class AboutAModel(_Lenient):
+    """A request about one model: the name it gives (``target``), and what Ollama answers
+    when it gives none (``UNNAMED``: each route has its own status and words) or one that is
+    not served (``not_found``)."""
+
+    UNNAMED: ClassVar[tuple[int, str]] = (400, "model is required")
+
+    @property
+    def target(self) -> str:
+        """The model the request is about."""
+        raise NotImplementedError
+
+    @classmethod
+    def not_found(cls, name: str) -> str:
+        return f"model '{name}' not found"
+
+
+class _GenerationRequest(AboutAModel):
     model: str = ""
     format: str | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
@@ -68,6 +87,10 @@ class _GenerationRequest(_Lenient):
     #: oldest messages first, then the prompt's tokens.
     truncate: bool | None = None
 
+    @property
+    def target(self) -> str:
+        return self.model
+
 
 class ChatRequest(_GenerationRequest):
     messages: list[Message] | None = None
@@ -75,6 +98,8 @@ class ChatRequest(_GenerationRequest):
 
 
 class GenerateRequest(_GenerationRequest):
+    UNNAMED = (404, "model '' not found")
+
     prompt: str | None = ""
     suffix: str | None = None
     system: str | None = None
@@ -84,8 +109,21 @@ class GenerateRequest(_GenerationRequest):
     raw: bool | None = False
 
 
-class EmbedRequest(_Lenient):
+class _EmbeddingRequest(AboutAModel):
     model: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.model
+
+    @classmethod
+    def not_found(cls, name: str) -> str:
+        return f'model "{name}" not found, try pulling it first'
+
+
+class EmbedRequest(_EmbeddingRequest):
+    UNNAMED = (404, "model '' not found")
+
     input: str | list[str] | None = None
     truncate: bool | None = True
     dimensions: int | None = None
@@ -93,14 +131,13 @@ class EmbedRequest(_Lenient):
     keep_alive: float | str | None = None
 
 
-class EmbeddingsRequest(_Lenient):
-    model: str = ""
+class EmbeddingsRequest(_EmbeddingRequest):
     prompt: str | None = ""
     options: dict[str, Any] | None = None
     keep_alive: float | str | None = None
 
 
-class ModelRequest(_Lenient):
+class ModelRequest(AboutAModel):
     """A request that names one model (show, pull, delete, push); older clients send the
     deprecated ``name`` (ollama-js's delete does), which counts when ``model`` is empty."""
 
@@ -117,8 +154,14 @@ class ModelRequest(_Lenient):
 class ShowRequest(ModelRequest):
     verbose: bool | None = False
 
+    @classmethod
+    def not_found(cls, name: str) -> str:
+        return f"model '{display_name(name)}' not found"
+
 
 class PullRequest(ModelRequest):
+    UNNAMED = (400, "invalid model name")
+
     insecure: bool | None = None
 
 
@@ -138,12 +181,23 @@ class CreateRequest(ModelRequest):
     quantize: str | None = None
 
 
-class CopyRequest(_Lenient):
+class CopyRequest(AboutAModel):
+    UNNAMED = (404, 'model "" not found')
+
     source: str = ""
     destination: str = ""
 
+    @property
+    def target(self) -> str:
+        return self.source
+
+    @classmethod
+    def not_found(cls, name: str) -> str:
+        return f'model "{name}" not found'
+
 
 __all__ = [
+    "AboutAModel",
     "ChatRequest",
     "CopyRequest",
     "CreateRequest",

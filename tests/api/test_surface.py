@@ -276,6 +276,39 @@ async def test_health_lists_every_backend(two_servers: httpx.AsyncClient) -> Non
     assert body["ollama"]["reachable"] is True
 
 
+async def test_the_vision_ollamas_models_are_its_own(two_servers: httpx.AsyncClient) -> None:
+    """A derived model needs the adapter to apply its settings, so a Vision Ollama model is
+    no parent; nor is one deleted here. Each refusal names the server to go to."""
+    resp = await two_servers.post("/api/create", json={"model": "cat", "from": "llava:7b"})
+    assert resp.status_code == 400
+    assert resp.json() == {
+        "error": '"llava:7b" is served by the Vision Ollama: create "cat" there (its /api/create)'
+    }
+    resp = await two_servers.request("DELETE", "/api/delete", json={"model": "llava:7b"})
+    assert resp.status_code == 403
+    assert "a model of the Vision Ollama (delete it there)" in resp.json()["error"]
+    # Over vLLM's model the same call passes that check (and needs the Modelfiles' folder).
+    made = await two_servers.post("/api/create", json={"model": "mine", "from": "tiny-llm"})
+    assert made.status_code == 501 and "ADAPTER_MODELS_DIR" in made.json()["error"]
+    kept = await two_servers.request("DELETE", "/api/delete", json={"model": "tiny-llm"})
+    assert "a model vLLM serves" in kept.json()["error"]
+
+
+async def test_a_vision_ollama_down_leaves_the_adapter_ready(fake: FakeVLLM) -> None:
+    """Only vLLM decides readiness: the Vision Ollama adds its models when it is up."""
+    vision = await fake.url("vision")
+    await fake.stop("vision")
+    settings = Settings(vllm_url=await fake.url(), vision_ollama_url=vision)
+    async for c in serve(settings):
+        ready, health = await c.get("/ready"), await c.get("/health")
+        assert (ready.status_code, health.status_code) == (200, 200)
+        assert health.json()["status"] == "ok"
+        assert health.json()["ollama"]["reachable"] is False
+        await fake.stop("vllm")
+        ready, health = await c.get("/ready"), await c.get("/health")
+        assert (ready.status_code, health.status_code) == (503, 503)
+
+
 async def test_one_backend_down_leaves_the_others_listed(fake: FakeVLLM) -> None:
     vision = await fake.url("vision")
     await fake.stop("vision")

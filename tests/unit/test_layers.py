@@ -27,6 +27,7 @@ LAYERS: dict[str, float] = {
     # Wire formats, bookkeeping.
     "adapter.ollama_api.options": 0.75,
     "adapter.ollama_api.modelfile": 1,
+    "adapter.ollama_api.models": 1.25,
     "adapter.ollama_api": 1.5,
     "adapter.cors": 1,
     "adapter.middleware": 1,
@@ -51,11 +52,11 @@ LAYERS: dict[str, float] = {
     "adapter.backends": 8,
     # Routing, then the HTTP face.
     "adapter.router": 9,
-    "adapter.state": 10,
+    "adapter.services": 10,
     # A route's trip: parse (inbound), ask (a backend), answer (answers); siblings.
     "adapter.api.inbound": 11,
     "adapter.api.answers": 11,
-    "adapter.api.foreign": 12,
+    "adapter.api.serving": 12,
     "adapter.api": 13,
     "adapter.app": 14,
     "adapter.cli": 15,
@@ -113,6 +114,41 @@ def test_every_import_points_down() -> None:
             if layer(target) >= layer(me):
                 upward.append(f"{me} ({layer(me)}) imports {target} ({layer(target)})")
     assert upward == []
+
+
+#: The backend classes: only the composition root (``app.py``) builds them.
+BACKEND_CLASSES = ("adapter.backends.vllm", "adapter.backends.ollama")
+
+
+def reaches(start: str) -> set[str]:
+    """Every module of ours that ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        me = todo.pop()
+        path = ROOT / Path(*me.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        for found in {known_module(i) for i in imports_of(path)} - seen:
+            seen.add(found)
+            todo.append(found)
+    return seen
+
+
+def test_the_routes_reach_no_backend_class() -> None:
+    """``adapter/api/`` sees backends as the ``Backend`` protocol, through the router: no
+    module of it imports, directly or through another module, one that defines a backend."""
+    found = {
+        f"{module_name(path)} reaches {target}"
+        for path in sorted((PACKAGE / "api").rglob("*.py"))
+        for target in reaches(module_name(path))
+        if target.startswith(BACKEND_CLASSES)
+    }
+    assert found == set()
+
+
+def test_the_reach_check_sees_a_backend_class() -> None:
+    """What the check above looks at: the app, which builds them, reaches both classes."""
+    assert {"adapter.backends.vllm.backend", "adapter.backends.ollama"} <= reaches("adapter.app")
 
 
 TRANSPORT = ["adapter/backends/httpclient.py", "adapter/backends/upstream.py"]

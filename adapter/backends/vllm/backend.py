@@ -42,6 +42,9 @@ class VLLMBackend(Passthrough):
     """Serves Ollama requests from one vLLM server (``Backend``)."""
 
     kind: Literal["vllm"] = "vllm"
+    title = "vLLM"
+    essential = True
+    derives = True
 
     def __init__(
         self, name: str, url: str, settings: Settings, metrics: Metrics, clock: Clock

@@ -1,4 +1,9 @@
-"""What one running app holds: settings, metrics, clock, backends and the router."""
+"""What the routes see of a running app: the router, the settings, the metrics, the clock.
+
+The routes reach backends only through the router, as the ``Backend`` protocol: which classes
+serve is decided where the app is put together (``app.build_services``), and nothing here or
+in ``adapter/api/`` imports one.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,9 @@ from importlib.metadata import version as package_version
 from starlette.requests import Request
 
 from adapter.backends.base import Backend
-from adapter.backends.ollama import OllamaBackend
-from adapter.backends.vllm import VLLMBackend
 from adapter.clock import SYSTEM, Clock
 from adapter.config import Settings
 from adapter.metrics import Metrics
-from adapter.modelstore import ModelStore
 from adapter.ollama_api.models import ModelEntry
 from adapter.router import Router
 
@@ -28,12 +30,11 @@ def _adapter_version() -> str:
 
 
 @dataclass
-class AppState:
+class Services:
     """Created in the app's lifespan and closed with it."""
 
     settings: Settings
     metrics: Metrics
-    backends: list[Backend]
     router: Router
     clock: Clock = SYSTEM
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -43,32 +44,18 @@ class AppState:
     #: is not serialised again.
     tags_body: tuple[list[ModelEntry], bytes, list[tuple[bytes, bytes]]] | None = None
 
-    @classmethod
-    def build(cls, settings: Settings, clock: Clock = SYSTEM) -> AppState:
-        metrics = Metrics()
-        backends: list[Backend] = [
-            VLLMBackend("vllm" if i == 0 else f"vllm-{i + 1}", url, settings, metrics, clock)
-            for i, url in enumerate(settings.vllm_urls)
-        ]
-        if settings.vision_ollama_url:
-            backends.append(OllamaBackend(settings.vision_ollama_url, settings, metrics, clock))
-        router = Router(
-            backends,
-            settings.model_aliases,
-            settings.model_capabilities,
-            cache_ttl=settings.models_cache_ttl,
-            clock=clock,
-            store=ModelStore(settings.models_dir),
-        )
-        return cls(settings, metrics, backends, router, clock)
+    @property
+    def backends(self) -> list[Backend]:
+        """Every upstream server, in the router's order."""
+        return self.router.backends
 
     async def aclose(self) -> None:
         await self.router.aclose()
-        for backend in self.backends:
+        for backend in self.router.backends:
             await backend.aclose()
 
 
-def state_of(request: Request) -> AppState:
-    """The app's state (created by the lifespan) that serves ``request``."""
-    state: AppState = request.app.state.adapter
-    return state
+def services_of(request: Request) -> Services:
+    """The services (created by the lifespan) of the app that serves ``request``."""
+    services: Services = request.app.state.adapter
+    return services
