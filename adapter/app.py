@@ -42,8 +42,8 @@ class AdapterApp(FastAPI):
 
     ``POST /api/chat`` and ``/api/generate`` carry nearly all the traffic, and clients poll
     ``GET /api/tags``; without an ``Origin`` header (no CORS to answer) they go straight to
-    their endpoint functions, skipping the framework's middleware and routing layers, which
-    cost about a fifth of a request's CPU (benchmarks/results/profile-full-c16-*). Errors,
+    their endpoint functions, skipping the framework's middleware and routing layers (their
+    share of a request's CPU: benchmarks/results/profile-full-c16-*). Errors,
     metrics and disconnects are handled the same way as on the full path.
     """
 

@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         access_log=False,  # the adapter writes its own access line (ADAPTER_ACCESS_LOG)
         server_header=False,  # Ollama (Go's net/http) names no server (uvicorn's default does)
         # Nothing here reads a request's client address or scheme, which is all uvicorn's
-        # proxy-headers middleware rewrites; it cost 2 % of a /api/tags request.
+        # proxy-headers middleware rewrites (its cost: docs/performance.md, /api/tags).
         proxy_headers=False,
         loop="auto",
         http=AdapterHttpProtocol,

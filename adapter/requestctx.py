@@ -26,7 +26,7 @@ _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-
 @dataclass(slots=True)
 class RequestInfo:
     """One request as the logs see it (never its body). What the gate knows first comes first,
-    so it builds one with positional arguments (keywords cost a third more, measured)."""
+    so it builds one with positional arguments (keywords cost more, ``benchmarks/gatebench.py``)."""
 
     id: str
     method: str
@@ -57,8 +57,8 @@ def current() -> RequestInfo | None:
 
 def request_id(given: bytes | None) -> str:
     """The client's ``X-Request-ID`` when it is sane (1-128 of ``A-Za-z0-9._:-``), else a new
-    one: 32 hex digits, this process's random prefix and its counter (a third of the cost of
-    16 random bytes a request, measured by ``benchmarks/gatebench.py``; unique across workers
+    one: 32 hex digits, this process's random prefix and its counter (cheaper than 16 random
+    bytes a request, ``benchmarks/gatebench.py`` measures both; unique across workers
     and restarts as long as two processes do not draw the same 64 random bits; not a
     secret)."""
     if given is not None and _VALID_ID.fullmatch(given):

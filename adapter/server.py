@@ -3,22 +3,21 @@ and a shutdown that lets a request already on its way in be answered.
 
 uvicorn writes a response's status line and headers as soon as the app starts the response,
 then each body chunk in a write of its own: two system calls and two TCP segments for every
-answer, where one does. On the VM the benchmarks ran on, a write costs about 20 µs, a tenth of
-the adapter's whole CPU time for a non-streaming request. The protocol here hands uvicorn a
+answer, where one does, and a write is a sizeable share of a short request's CPU
+(docs/performance.md, "Figures behind the code"). The protocol here hands uvicorn a
 transport that holds the head back until the body's first bytes (or the end of the current
 event-loop step, whichever comes first) and writes both at once.
 
 At shutdown (SIGTERM, a SIGHUP roll) uvicorn closes every idle keep-alive connection at once.
 A client that sent its next request in that instant loses it (``Server disconnected without
-sending a response``): three rolls under four keep-alive clients lost one request in 11,500.
-Here an idle connection stays open ``DRAIN_SECONDS`` more: a request that arrives is answered
+sending a response``; how often: docs/performance.md, "Figures behind the code"). Here an idle connection stays open ``DRAIN_SECONDS`` more: a request that arrives is answered
 with ``Connection: close``, and the connection closes after it (or at the end of the wait).
 
 uvicorn's server wakes ten times a second to check whether it should exit (and once a second
-of those to renew the ``Date`` header). On the VM the benchmarks ran on each wake-up cost about
-230 µs of CPU: 2.3 ms a second with nothing to do, which at the token rates of a small model on
-CPU (50 tokens/s) was 45 µs of the adapter's CPU per relayed token. ``AdapterServer`` wakes once
-a second for the header, and at once when told to exit.
+of those to renew the ``Date`` header): CPU spent with nothing to do, which at the token rates
+of a small model on CPU is a visible share of the adapter's CPU per relayed token (docs/
+performance.md, "Figures behind the code"). ``AdapterServer`` wakes once a second for the
+header, and at once when told to exit.
 
 Everything else is uvicorn's.
 """

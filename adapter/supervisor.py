@@ -2,9 +2,8 @@
 
 uvicorn's own ``workers=N`` shares one listening socket between its workers. Whichever worker
 wakes first accepts every connection waiting at that moment, so the keep-alive connections of
-a client pool opened together land on one or two workers and stay there: measured with two
-workers and 64 connections, 44/20, 59/5 and 17/47, and in the benchmark's non-streaming cell
-64/0, where the second worker added nothing. Here the supervisor binds one ``SO_REUSEPORT``
+a client pool opened together land on one or two workers and stay there (measured: docs/
+performance.md, "Figures behind the code"). Here the supervisor binds one ``SO_REUSEPORT``
 socket per worker and the kernel spreads new connections over them by a hash of their
 addresses. The supervisor keeps the sockets, so a worker that dies is replaced on the same
 socket and connections that arrive meanwhile wait in its backlog instead of being refused.

@@ -12,7 +12,8 @@ import orjson
 from adapter.backends.base import Relayed
 from adapter.backends.httpclient import public_url
 from adapter.backends.modellist import ModelList
-from adapter.backends.upstream import Passthrough, forward, upstream_for
+from adapter.backends.passthrough import Passthrough, forward
+from adapter.backends.upstream import upstream_for
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.errors import OllamaError

@@ -37,6 +37,7 @@ LAYERS: dict[str, float] = {
     "adapter.modelstore": 2,
     "adapter.backends.upstream": 3,
     "adapter.backends.modellist": 3,
+    "adapter.backends.passthrough": 3.5,
     # The bits of OpenAI's and Anthropic's formats the adapter writes itself.
     "adapter.openai_api": 3,
     "adapter.anthropic_api": 3,

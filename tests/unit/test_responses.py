@@ -233,6 +233,89 @@ def test_collected_raw_generate_and_context() -> None:
     assert out["context"] == [1, 2, 3] and out["response"] == "x"
 
 
+def _as_a_client_reads(out: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stream's lines merged as Ollama's clients merge them: texts joined, tool calls and
+    logprobs gathered, the last line's counts and reason."""
+    last = dict(out[-1])
+    key = "message" if "message" in last else "response"
+    texts = [line["message"] if key == "message" else line for line in out]
+    text = "".join(t.get("content" if key == "message" else "response", "") for t in texts)
+    thinking = "".join(t.get("thinking", "") for t in texts)
+    calls = [c for t in texts for c in t.get("tool_calls", [])]
+    logprobs = [lp for line in out for lp in line.get("logprobs", [])]
+    if key == "message":
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if thinking:
+            message["thinking"] = thinking
+        if calls:
+            message["tool_calls"] = calls
+        last["message"] = message
+    else:
+        last["response"] = text
+        if thinking:
+            last["thinking"] = thinking
+    if logprobs:
+        last["logprobs"] = logprobs
+    return last
+
+
+def _thinking_with_logprobs() -> list[dict[str, Any]]:
+    content = fixtures.load("chat_logprobs.json")["choices"][0]["logprobs"]["content"]
+    events = [
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"reasoning": "hmm, "}),
+        chat_chunk({"reasoning": "yes"}),
+        *(chat_chunk({"content": c["token"]}, logprobs={"content": [c]}) for c in content),
+        chat_chunk({}, "stop"),
+        usage_chunk(3, len(content)),
+    ]
+    for event in events:
+        if "logprobs" in event:
+            event["choices"][0]["logprobs"] = event.pop("logprobs")
+    return events
+
+
+@pytest.mark.parametrize(
+    ("events", "chat", "completions"),
+    [
+        (fixtures.sse_events("chat_stream.sse"), True, False),
+        (fixtures.sse_events("chat_stream_interval_logprobs.sse"), True, False),
+        (fixtures.sse_events("chat_tool_named_stream.sse"), True, False),
+        (fixtures.sse_events("think_chat_stream.sse"), True, False),
+        (_thinking_with_logprobs(), True, False),
+        (fixtures.sse_events("completions_stream.sse"), False, True),
+        (fixtures.sse_events("think_chat_stream.sse"), False, False),
+    ],
+    ids=["chat", "interval-logprobs", "tool-call", "thinking", "thinking-logprobs", "raw", "gen"],
+)
+def test_a_stream_and_a_whole_answer_say_the_same(
+    events: list[dict[str, Any]], chat: bool, completions: bool
+) -> None:
+    """One decoder, two sinks: what a client assembles from the lines of a stream is the one
+    object a non-streaming request gets, for every kind of event vLLM sends."""
+
+    def translator(collect: bool) -> StreamTranslator:
+        return StreamTranslator(
+            "m",
+            Timings(start=1),
+            clock=fake_clock(),
+            chat=chat,
+            completions=completions,
+            collect=collect,
+            context=not chat and not completions,
+        )
+
+    whole = collected(translator(True), events)
+    streamed = _as_a_client_reads(run_stream(translator(False), events))
+    assert all(line["done"] is False for line in run_stream(translator(False), events)[:-1])
+    for out in (whole, streamed):
+        for key in [k for k in out if k.endswith("_duration") or k == "created_at"]:
+            del out[key]
+    assert streamed == whole
+    said = whole.get("message", whole)
+    assert any(said.get(k) for k in ("content", "response", "thinking", "tool_calls"))
+
+
 @pytest.mark.parametrize(
     ("name", "status", "needle"),
     [

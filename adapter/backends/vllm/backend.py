@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,7 +13,8 @@ import orjson
 from adapter.backends.base import Reply
 from adapter.backends.httpclient import Response, public_url
 from adapter.backends.modellist import ModelList
-from adapter.backends.upstream import TRANSPORT_ERRORS, Passthrough, upstream_for
+from adapter.backends.passthrough import Passthrough
+from adapter.backends.upstream import TRANSPORT_ERRORS, upstream_for
 from adapter.backends.vllm import requests as rq
 from adapter.backends.vllm import responses as rs
 from adapter.backends.vllm import truncate
@@ -148,7 +150,7 @@ class VLLMBackend(Passthrough):
 
     # ------------------------------------------------------------------ chat and generate
 
-    def _count_usage(self, usage: Mapping[str, Any] | None) -> None:
+    def count_usage(self, usage: Mapping[str, Any] | None) -> None:
         self._metrics.count_usage(self.name, usage)
         info = current()
         if info is not None and usage:
@@ -158,11 +160,10 @@ class VLLMBackend(Passthrough):
     async def chat(self, req: ChatRequest, entry: ModelEntry, raw: bytes) -> Reply:
         """An Ollama chat answer: a relay of NDJSON lines, or one object for ``stream: false``
         (vLLM streams both, so the time to the first token is measured either way)."""
-        clock = self.clock
-        unload = keep_alive_seconds(req.keep_alive) == 0
+        unload = keep_alive_seconds(req.keep_alive) == 0  # Ollama's 400 for a bad one
         if not req.messages:
-            return load_response(req.model, chat=True, unload=unload, now_ns=clock.wall_ns())
-        timings = rs.Timings(start=clock.perf_ns())
+            return load_response(req.model, chat=True, unload=unload, now_ns=self.clock.wall_ns())
+        run = Generation(self, req, entry, chat=True)
         if self._session_from_chat:
             info = current()
             if info is not None and "X-Session-ID" not in info.upstream_headers:
@@ -171,84 +172,52 @@ class VLLMBackend(Passthrough):
             req,
             entry,
             stream=True,
-            clock=clock,
+            clock=self.clock,
             defaults=self._sampling,
             interval=self._collect_interval,
         )
 
-        def translator_for(completions: bool) -> StreamTranslator:
-            return StreamTranslator(
-                req.model,
-                timings,
-                clock=clock,
-                chat=True,
-                completions=completions,
-                collect=req.stream is False,
-                strict_json=bool(req.format),
-            )
-
-        translator = translator_for(False)
-        path = "/v1/chat/completions"
-        try:
-            resp = await self._send(path, body, req.model, translator)
-        except ContextOverflow:
-            if req.truncate is False or not entry.max_model_len:
-                raise
+        async def cut(body: dict[str, Any]) -> Attempt:
+            # The oldest messages go first, as Ollama cuts a chat; the prompt's tokens only
+            # when even the system messages and the latest one do not fit.
             path, body = await truncate.fit_chat(
                 body,
-                entry.max_model_len,
+                run.max_len,
                 self._tokenizer(req.model),
                 options=req.options,
                 room=self._answer_room,
             )
-            translator = translator_for(path == "/v1/completions")
-            resp = await self._send(path, body, req.model, translator)
-        return await self._answer(resp, translator)
+            return Attempt(path, body, completions=path == "/v1/completions")
+
+        return await run.answer(Attempt("/v1/chat/completions", body), cut)
 
     async def generate(self, req: GenerateRequest, entry: ModelEntry, raw: bytes) -> Reply:
         """An Ollama generate answer: a relay of NDJSON lines, or one object."""
-        clock = self.clock
-        unload = keep_alive_seconds(req.keep_alive) == 0
+        unload = keep_alive_seconds(req.keep_alive) == 0  # Ollama's 400 for a bad one
         if not req.prompt and not req.suffix and not req.images:
-            return load_response(req.model, chat=False, unload=unload, now_ns=clock.wall_ns())
-        timings = rs.Timings(start=clock.perf_ns())
+            return load_response(req.model, chat=False, unload=unload, now_ns=self.clock.wall_ns())
+        run = Generation(self, req, entry, chat=False)
         sampling, interval = self._sampling, self._collect_interval
         path, body = rq.generate_body(req, entry, stream=True, defaults=sampling, interval=interval)
         completions = path == "/v1/completions"
-        context: bool | list[int] = not completions
+        first = Attempt(path, body, completions, context=not completions)
         if rq.uses_context(req):
             context = await self._continuation_prompt(req, body)
-            path, completions = "/v1/completions", True
             body = rq.continuation_body(
                 req, entry, context, stream=True, defaults=sampling, interval=interval
             )
+            first = Attempt("/v1/completions", body, completions=True, context=context)
 
-        def translator_for(completions: bool, context: bool | list[int]) -> StreamTranslator:
-            return StreamTranslator(
-                req.model,
-                timings,
-                clock=clock,
-                chat=False,
-                completions=completions,
-                context=context,
-                collect=req.stream is False,
-                strict_json=bool(req.format),
-            )
-
-        translator = translator_for(completions, context)
-        try:
-            resp = await self._send(path, body, req.model, translator)
-        except ContextOverflow:
-            if req.truncate is False or not entry.max_model_len:
-                raise
+        async def cut(body: dict[str, Any]) -> Attempt:
             # As Ollama's runner: the prompt's start and its newest tokens, then the answer.
             tokens = await self._prompt_tokens(body, req.model)
-            body = truncate.runner_cut(body, tokens, entry.max_model_len, req.options)
-            if context is not False:
-                body["return_token_ids"] = True
-            translator = translator_for(True, body["prompt"] if context is not False else False)
-            resp = await self._send("/v1/completions", body, req.model, translator)
-        return await self._answer(resp, translator)
+            body = truncate.runner_cut(body, tokens, run.max_len, req.options)
+            if first.context is False:
+                return Attempt("/v1/completions", body, completions=True)
+            body["return_token_ids"] = True
+            return Attempt("/v1/completions", body, completions=True, context=body["prompt"])
+
+        return await run.answer(first, cut)
 
     async def _prompt_tokens(self, body: dict[str, Any], model: str) -> list[int]:
         """A request's prompt as vLLM tokenizes it: a chat in its chat form, text as text."""
@@ -281,17 +250,6 @@ class VLLMBackend(Passthrough):
             tokenize["chat_template_kwargs"] = body["chat_template_kwargs"]
         resp = await self.post("/tokenize", tokenize, model=req.model)
         return [*(req.context or []), *resp["tokens"]]
-
-    async def _send(
-        self, path: str, body: dict[str, Any], model: str, translator: StreamTranslator
-    ) -> Response:
-        translator.timings.sent = self.clock.perf_ns()
-        return await self.open_stream(path, body, model=model)
-
-    async def _answer(self, resp: Response, translator: StreamTranslator) -> Reply:
-        if translator.collecting:
-            return await collect(self.upstream, resp, translator, self._count_usage)
-        return NDJSONRelay(self.upstream, resp, translator, self.clock, self._count_usage)
 
     # ------------------------------------------------------------------ embeddings
 
@@ -335,3 +293,74 @@ class VLLMBackend(Passthrough):
             return {"embedding": []}
         vectors, _ = await self._vectors(entry, req.model, [req.prompt], True)
         return {"embedding": vectors[0] if vectors else []}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at a generation: where it goes, what it says, and how to read the answer
+    (``completions``: text events; ``context``: the token ids to collect, as for
+    ``StreamTranslator``)."""
+
+    path: str
+    body: dict[str, Any]
+    completions: bool = False
+    context: bool | list[int] = False
+
+
+class Generation:
+    """One chat or generate request on its way through vLLM, the part both share: its
+    timings, its translator for each attempt, the one retry when vLLM says the prompt is
+    longer than the context (cut as the request allows), and the answer, relayed as it
+    comes or collected into one object."""
+
+    __slots__ = ("_backend", "_req", "chat", "max_len", "timings")
+
+    def __init__(
+        self,
+        backend: VLLMBackend,
+        req: ChatRequest | GenerateRequest,
+        entry: ModelEntry,
+        *,
+        chat: bool,
+    ) -> None:
+        self._backend = backend
+        self._req = req
+        self.chat = chat
+        self.max_len = entry.max_model_len or 0
+        self.timings = rs.Timings(start=backend.clock.perf_ns())
+
+    def _translator(self, attempt: Attempt) -> StreamTranslator:
+        req = self._req
+        return StreamTranslator(
+            req.model,
+            self.timings,
+            clock=self._backend.clock,
+            chat=self.chat,
+            completions=attempt.completions,
+            context=attempt.context,
+            collect=req.stream is False,
+            strict_json=bool(req.format),
+        )
+
+    async def _send(self, attempt: Attempt) -> Response:
+        self.timings.sent = self._backend.clock.perf_ns()
+        return await self._backend.open_stream(attempt.path, attempt.body, model=self._req.model)
+
+    async def answer(
+        self, attempt: Attempt, cut: Callable[[dict[str, Any]], Awaitable[Attempt]]
+    ) -> Reply:
+        """Send ``attempt``; when the prompt is too long for the context and the request lets
+        it be cut (``truncate`` not false, the context known), send ``cut``'s attempt
+        instead. Then the answer, streamed or whole."""
+        try:
+            resp = await self._send(attempt)
+        except ContextOverflow:
+            if self._req.truncate is False or not self.max_len:
+                raise
+            attempt = await cut(attempt.body)
+            resp = await self._send(attempt)
+        backend = self._backend
+        translator = self._translator(attempt)
+        if translator.collecting:
+            return await collect(backend.upstream, resp, translator, backend.count_usage)
+        return NDJSONRelay(backend.upstream, resp, translator, backend.clock, backend.count_usage)

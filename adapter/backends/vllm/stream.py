@@ -41,12 +41,14 @@ _CHAT_END = b"}" + _NOT_DONE
 class StreamTranslator:
     """Turns vLLM stream chunks into Ollama's answer for one chat or generate request.
 
-    Streaming, content, thinking and logprobs go out as they come, one NDJSON line per delta.
-    Tool-call fragments are collected per index and sent once, complete, just before the final
-    line, because clients append calls from every line. Usage and timings go on the final line
-    only. With ``collect`` nothing goes out: the pieces are kept for ``answer()``, the one
-    object of a non-streaming answer (which vLLM also streams, so the time to the first token
-    is known). With ``strict_json`` (``format`` was set) raw control characters inside the
+    One decoder (``feed``) reads every event, whatever becomes of it: finish reason, usage,
+    token ids, tool-call fragments, the time of the first token, and the pieces (content,
+    thinking, logprobs) it hands its sink. Streaming, the sink writes one NDJSON line per
+    piece; with ``collect`` (a non-streaming request, which vLLM also streams so the time to
+    the first token is known) it keeps them for ``answer()``. Tool calls are collected per
+    index and sent once, complete, before the final line (clients append calls from every
+    line); usage and timings go on the final line, or in the one object, both made by
+    ``_closing``. With ``strict_json`` (``format`` was set) raw control characters inside the
     content's JSON strings are escaped as they pass.
     """
 
@@ -54,6 +56,7 @@ class StreamTranslator:
         "_calls",
         "_chat",
         "_clock",
+        "_collect",
         "_completions",
         "_context",
         "_head",
@@ -62,6 +65,7 @@ class StreamTranslator:
         "_mid",
         "_now",
         "_prefix",
+        "_sink",
         "_texts",
         "_thoughts",
         "finish_reason",
@@ -101,14 +105,16 @@ class StreamTranslator:
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self._json = StrictJsonText() if strict_json else None
-        self._texts: list[str] | None = [] if collect else None
+        self._collect = collect
+        self._texts: list[str] = []
         self._thoughts: list[str] = []
         self._logprobs: list[dict[str, Any]] = []
+        self._sink = self._keep if collect else self._line
 
     @property
     def collecting(self) -> bool:
         """Whether the answer is kept for ``answer()`` instead of streamed."""
-        return self._texts is not None
+        return self._collect
 
     @property
     def now(self) -> bytes:
@@ -121,7 +127,8 @@ class StreamTranslator:
         self._head = self._prefix + value + self._mid  # every content line starts so
 
     def feed(self, chunk: Mapping[str, Any]) -> bytes:
-        """One decoded SSE event in, zero or one NDJSON line out."""
+        """One decoded SSE event in; what the sink makes of its pieces out (a line, or
+        nothing while collecting)."""
         choices = chunk.get("choices")
         if not choices:
             if "error" in chunk:
@@ -165,14 +172,10 @@ class StreamTranslator:
             self.timings.first = self._clock.perf_ns()
         if text and self._json is not None:
             text = self._json.feed(text)
-        if self._texts is not None:
-            if text:
-                self._texts.append(text)
-            if thinking:
-                self._thoughts.append(thinking)
-            if lp:
-                self._logprobs.extend(lp)
-            return b""
+        return self._sink(text, thinking, lp)
+
+    def _line(self, text: str | None, thinking: str | None, lp: list[Any] | None) -> bytes:
+        """The streaming sink: one NDJSON line."""
         if not thinking and not lp:
             return self._head + _dumps(text) + (_CHAT_END if self._chat else _NOT_DONE)
         line = self._head + _dumps(text or "")
@@ -184,54 +187,37 @@ class StreamTranslator:
             line += b',"logprobs":' + _dumps(lp)
         return line + _NOT_DONE
 
+    def _keep(self, text: str | None, thinking: str | None, lp: list[Any] | None) -> bytes:
+        """The collecting sink: the pieces kept for ``answer()``, nothing out."""
+        if text:
+            self._texts.append(text)
+        if thinking:
+            self._thoughts.append(thinking)
+        if lp:
+            self._logprobs.extend(lp)
+        return b""
+
     @property
     def takes_plain_text(self) -> bool:
         """Whether ``collect`` can be given a plain text event as its text alone (``Events``
         with ``plain_text``): a chat being collected whose text is kept as it comes."""
-        return self._texts is not None and self._chat and not self._completions and not self._json
+        return self._collect and self._chat and not self._completions and not self._json
 
     def collect(self, events: Iterable[Mapping[str, Any] | str]) -> None:
-        """``feed`` for the events of one read, in ``collect`` mode: the plain text events
-        (a content delta or a completion's text that is not empty, maybe with token ids; no
-        finish, logprobs, usage, reasoning or tool calls) are kept in one loop here, every
-        other goes through ``feed``. The same answer as feeding each, at a fraction of the
-        calls per token."""
-        texts = self._texts
-        if texts is None or self._json is not None:
-            for chunk in events:
-                assert not isinstance(chunk, str), "plain text only where takes_plain_text"
-                self.feed(chunk)
-            return
+        """``feed`` for the events of one read, in ``collect`` mode. A plain text event
+        (``Events`` with ``plain_text`` gives one as its text alone: a content delta and
+        nothing else) is what ``feed`` would keep of it, so it is kept here at once; every
+        other event goes through ``feed``."""
         feed = self.feed
-        append = texts.append
+        append = self._texts.append
         timings = self.timings
-        context = self._context
-        completions = self._completions
         for chunk in events:
-            if isinstance(chunk, str):  # a plain text event, as ``Events`` gives it
+            if isinstance(chunk, str):
                 if timings.first == 0:
                     timings.first = self._clock.perf_ns()
                 append(chunk)
-                continue
-            choices = chunk.get("choices")
-            if choices and not chunk.get("usage") and not chunk.get("prompt_token_ids"):
-                choice = choices[0]
-                if not choice.get("finish_reason") and not choice.get("logprobs"):
-                    if completions:
-                        text = choice.get("text")
-                    else:
-                        delta = choice.get("delta")
-                        text = delta.get("content") if delta and len(delta) == 1 else None
-                    if text:
-                        if context is not None:
-                            ids = choice.get("token_ids")
-                            if ids:
-                                context.extend(ids)
-                        if timings.first == 0:
-                            timings.first = self._clock.perf_ns()
-                        append(text)
-                        continue
-            feed(chunk)
+            else:
+                feed(chunk)
 
     def _add_calls(self, calls: Iterable[Mapping[str, Any]]) -> None:
         for frag in calls:
@@ -255,18 +241,24 @@ class StreamTranslator:
         ]
         return tool_calls_out(calls, self._clock)
 
-    def answer(self) -> ChatResponse | GenerateResponse:
-        """The whole answer as one object (``collect``): what a non-streaming request gets."""
+    def _closing(
+        self,
+        text: str,
+        thinking: str,
+        calls: list[ToolCallOut] | None,
+        logprobs: list[dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        """The ``done: true`` object both ways end with: the answer's last pieces (all of it
+        for ``answer()``, none for a stream's last line), the done reason, the context, the
+        counts and the durations."""
         self.timings.end = self._clock.perf_ns()
-        text = "".join(self._texts or ())
-        thinking = "".join(self._thoughts)
         out: dict[str, Any] = {"model": self.model, "created_at": created_at(self._clock.wall_ns())}
         if self._chat:
             message: MessageOut = {"role": "assistant", "content": text}
             if thinking:
                 message["thinking"] = thinking
-            if self._calls:
-                message["tool_calls"] = self._tool_calls()
+            if calls:
+                message["tool_calls"] = calls
             out["message"] = message
         else:
             out["response"] = text
@@ -277,30 +269,22 @@ class StreamTranslator:
         if self._context:
             out["context"] = self._context
         out.update(self.timings.metrics(self.usage))
-        if self._logprobs:
-            out["logprobs"] = self._logprobs
+        if logprobs:
+            out["logprobs"] = logprobs
+        return out
+
+    def answer(self) -> ChatResponse | GenerateResponse:
+        """The whole answer as one object (``collect``): what a non-streaming request gets."""
+        calls = self._tool_calls() if self._calls else None
+        out = self._closing("".join(self._texts), "".join(self._thoughts), calls, self._logprobs)
         return cast(ChatResponse | GenerateResponse, out)
 
     def final(self) -> bytes:
         """The collected tool calls (if any) and the ``done: true`` line with the metrics."""
-        self.timings.end = self._clock.perf_ns()
         out = b""
         if self._calls:
             message = {"role": "assistant", "content": "", "tool_calls": self._tool_calls()}
             now = created_at(self._clock.wall_ns())
             line = {"model": self.model, "created_at": now, "message": message}
             out += dumps({**line, "done": False}) + b"\n"
-        last: dict[str, Any] = {
-            "model": self.model,
-            "created_at": created_at(self._clock.wall_ns()),
-        }
-        if self._chat:
-            last["message"] = {"role": "assistant", "content": ""}
-        else:
-            last["response"] = ""
-        last["done"] = True
-        last["done_reason"] = done_reason(self.finish_reason)
-        if self._context:
-            last["context"] = self._context
-        last.update(self.timings.metrics(self.usage))
-        return out + _dumps(last) + b"\n"
+        return out + _dumps(self._closing("", "", None, None)) + b"\n"
