@@ -295,7 +295,7 @@ class VLLMBackend(Passthrough):
         return {"embedding": vectors[0] if vectors else []}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one a request, and a frozen one costs more to make
 class Attempt:
     """One try at a generation: where it goes, what it says, and how to read the answer
     (``completions``: text events; ``context``: the token ids to collect, as for

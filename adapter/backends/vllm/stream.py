@@ -59,13 +59,13 @@ class StreamTranslator:
         "_collect",
         "_completions",
         "_context",
+        "_end",
         "_head",
         "_json",
         "_logprobs",
         "_mid",
         "_now",
         "_prefix",
-        "_sink",
         "_texts",
         "_thoughts",
         "finish_reason",
@@ -109,7 +109,7 @@ class StreamTranslator:
         self._texts: list[str] = []
         self._thoughts: list[str] = []
         self._logprobs: list[dict[str, Any]] = []
-        self._sink = self._keep if collect else self._line
+        self._end = _CHAT_END if chat else _NOT_DONE
 
     @property
     def collecting(self) -> bool:
@@ -172,12 +172,16 @@ class StreamTranslator:
             self.timings.first = self._clock.perf_ns()
         if text and self._json is not None:
             text = self._json.feed(text)
-        return self._sink(text, thinking, lp)
+        if self._collect:
+            return self._keep(text, thinking, lp)
+        if not thinking and not lp:  # the line sink's usual line, without a call per token
+            return self._head + _dumps(text) + self._end
+        return self._line(text, thinking, lp)
 
     def _line(self, text: str | None, thinking: str | None, lp: list[Any] | None) -> bytes:
-        """The streaming sink: one NDJSON line."""
+        """The streaming sink: one NDJSON line (``feed`` writes a text-only line itself)."""
         if not thinking and not lp:
-            return self._head + _dumps(text) + (_CHAT_END if self._chat else _NOT_DONE)
+            return self._head + _dumps(text) + self._end
         line = self._head + _dumps(text or "")
         if thinking:
             line += b',"thinking":' + _dumps(thinking)
