@@ -14,43 +14,33 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapter import logs
-from adapter.config import Settings
+from adapter.config import Settings, env_name
 
-_ENV_NAMES = {
-    "host": "ADAPTER_HOST",
-    "port": "ADAPTER_PORT",
-    "vllm_url": "VLLM_URL",
-    "vision_ollama_url": "VISION_OLLAMA_URL",
-    "model_aliases": "MODEL_ALIASES",
-    "model_capabilities": "MODEL_CAPABILITIES",
-    "cors_origins": "OLLAMA_ORIGINS",
-    "probe_capabilities": "ADAPTER_PROBE_CAPABILITIES",
-    "connect_timeout": "ADAPTER_CONNECT_TIMEOUT",
-    "request_timeout": "ADAPTER_REQUEST_TIMEOUT",
-    "models_cache_ttl": "ADAPTER_MODELS_CACHE_TTL",
-    "max_connections": "ADAPTER_MAX_CONNECTIONS",
-    "log_level": "ADAPTER_LOG_LEVEL",
-    "workers": "ADAPTER_WORKERS",
-    "answer_room": "ADAPTER_ANSWER_ROOM",
-    "sampling_defaults": "ADAPTER_SAMPLING_DEFAULTS",
-    "collect_stream_interval": "ADAPTER_COLLECT_STREAM_INTERVAL",
-    "max_concurrent": "ADAPTER_MAX_CONCURRENT",
-    "open_paths": "ADAPTER_OPEN_PATHS",
-    "forward_headers": "ADAPTER_FORWARD_HEADERS",
-    "session_headers": "ADAPTER_SESSION_HEADERS",
-    "session_from_chat": "ADAPTER_SESSION_FROM_CHAT",
-    "log_format": "ADAPTER_LOG_FORMAT",
-    "access_log": "ADAPTER_ACCESS_LOG",
-    "log_bodies": "ADAPTER_LOG_BODIES",
-    "max_body_bytes": "ADAPTER_MAX_BODY_BYTES",
-    "max_images": "ADAPTER_MAX_IMAGES",
-    "max_messages": "ADAPTER_MAX_MESSAGES",
-    "max_queue": "ADAPTER_MAX_QUEUE",
-    "models_dir": "ADAPTER_MODELS_DIR",
-    "shutdown_grace": "ADAPTER_SHUTDOWN_GRACE",
-    "worker_timeout": "ADAPTER_WORKER_TIMEOUT",
-    "ollama_version": "ADAPTER_OLLAMA_VERSION",
+#: The flags, each a field of ``Settings``, and what it is; the help adds its environment
+#: variable and its default from ``Settings`` itself, so the two cannot drift.
+FLAGS = {
+    "host": "listen address; 0.0.0.0 for every interface",
+    "port": "listen port",
+    "vllm_url": "vLLM base URL; several, comma-separated, each serving its own models",
+    "vision_ollama_url": "an Ollama for the models vLLM does not serve: llava, embeddings",
+    "model_aliases": "Ollama names for served models, NAME=SERVED,...",
+    "connect_timeout": "seconds to connect upstream",
+    "request_timeout": "seconds to wait for upstream bytes",
+    "models_cache_ttl": "seconds the model lists are cached",
+    "max_connections": "upstream connection pool size",
+    "log_level": "critical|error|warning|info|debug",
+    "workers": "worker processes",
+    "shutdown_grace": "seconds open requests may take to finish on SIGTERM",
+    "worker_timeout": "seconds a worker's loop may stay blocked before it is replaced",
+    "ollama_version": "version reported by /api/version",
 }
+
+
+def _help(field: str, text: str) -> str:
+    info = Settings.model_fields[field]
+    default = info.get_default(call_default_factory=True)
+    said = f", default {default}" if default not in (None, "", (), {}) else ""
+    return f"{text} ({env_name(info)}{said})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,32 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve Ollama's REST API in front of a vLLM OpenAI-compatible server. "
         "Every flag has an environment variable; the flag wins.",
     )
-    p.add_argument(
-        "--host",
-        help="listen address (ADAPTER_HOST, default 127.0.0.1; 0.0.0.0 for every interface)",
-    )
-    p.add_argument("--port", help="listen port (ADAPTER_PORT, default 11434)")
-    p.add_argument("--vllm-url", help="vLLM base URL (VLLM_URL, default http://localhost:8000)")
-    p.add_argument("--vision-ollama-url", help="reserved: an Ollama for models vLLM does not serve")
-    p.add_argument(
-        "--model-aliases",
-        help="Ollama names for served models, NAME=SERVED,... (MODEL_ALIASES)",
-    )
-    p.add_argument("--connect-timeout", help="seconds to connect upstream (default 5)")
-    p.add_argument("--request-timeout", help="seconds to wait for upstream bytes (default 600)")
-    p.add_argument("--models-cache-ttl", help="seconds /v1/models is cached (default 10)")
-    p.add_argument("--max-connections", help="upstream connection pool size (default 1024)")
-    p.add_argument("--log-level", help="critical|error|warning|info|debug (default info)")
-    p.add_argument("--workers", help="worker processes (ADAPTER_WORKERS, default 1)")
-    p.add_argument(
-        "--shutdown-grace",
-        help="seconds open requests may take to finish on SIGTERM (ADAPTER_SHUTDOWN_GRACE, 30)",
-    )
-    p.add_argument(
-        "--worker-timeout",
-        help="seconds a worker's loop may stay blocked before it is replaced (default 60)",
-    )
-    p.add_argument("--ollama-version", help="version reported by /api/version")
+    for field, text in FLAGS.items():
+        p.add_argument("--" + field.replace("_", "-"), help=_help(field, text))
     return p
 
 
@@ -98,18 +64,22 @@ def load_settings(argv: Sequence[str] | None = None) -> Settings:
         problems = []
         for err in exc.errors(include_url=False):
             field = str(err["loc"][0]) if err["loc"] else "settings"
-            name = _ENV_NAMES.get(field, field)
+            name = Settings.env_names().get(field, field)
             problems.append(f"{name}: {err['msg']}")
         sys.stderr.write(f"vllm-adapter: invalid configuration: {'; '.join(problems)}\n")
         raise SystemExit(2) from None
 
 
+#: Settings that are never put back into the environment (they have no flag).
+SECRETS = frozenset({"vllm_api_key", "api_keys"})
+
+
 def export_settings(settings: Settings) -> None:
     """Put the resolved settings into the environment, for worker processes to read."""
-    for field, env in _ENV_NAMES.items():
+    for field, env in Settings.env_names().items():
         value = getattr(settings, field)
-        if value is None:
-            continue
+        if value is None or field in SECRETS:
+            continue  # secrets come from the environment only: the workers inherit them
         if field == "model_aliases":
             value = ",".join(f"{k}={v}" for k, v in value.items())
         elif field == "model_capabilities":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
@@ -55,6 +57,19 @@ def parse_capabilities(raw: str) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def env(name: str, default: Any = PydanticUndefined, **constraints: Any) -> Any:
+    """A setting read from the environment variable ``name``, and only from it: a field's
+    own name (``port``) is taken by ``Settings(port=...)`` (the flags), never from the
+    environment, where ``PORT`` or ``HOST`` may mean something else entirely."""
+    return Field(default, validation_alias=name, **constraints)
+
+
+def env_name(field: FieldInfo) -> str:
+    """The environment variable a field of ``Settings`` is read from."""
+    assert isinstance(field.validation_alias, str), "every setting is made by env()"
+    return field.validation_alias
+
+
 def _check_url(value: str) -> str:
     value = value.strip()
     if not value.startswith(("http://", "https://")):
@@ -65,146 +80,91 @@ def _check_url(value: str) -> str:
 class Settings(BaseSettings):
     """Everything the adapter can be told; each field names its environment variable."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="", case_sensitive=False, populate_by_name=True, extra="ignore"
-    )
+    # Not populated by field name: pydantic-settings would then read ``PORT`` and ``HOST``
+    # from the environment too. ``__init__`` takes the field names (the flags, the tests).
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    host: str = Field("127.0.0.1", validation_alias=AliasChoices("host", "ADAPTER_HOST"))
+    def __init__(self, **values: Any) -> None:
+        fields = type(self).model_fields
+        super().__init__(
+            **{env_name(fields[k]) if k in fields else k: v for k, v in values.items()}
+        )
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Each field's environment variable."""
+        return {name: env_name(field) for name, field in cls.model_fields.items()}
+
+    host: str = env("ADAPTER_HOST", "127.0.0.1")
     """Loopback by default, as Ollama (``OLLAMA_HOST``): a person running it gets no open,
     keyless port; the images, compose files and manifests set ``0.0.0.0`` themselves."""
-    port: int = Field(11434, ge=1, le=65535, validation_alias=AliasChoices("port", "ADAPTER_PORT"))
-    vllm_url: str = Field(
-        "http://localhost:8000", validation_alias=AliasChoices("vllm_url", "VLLM_URL")
+    port: int = env("ADAPTER_PORT", 11434, ge=1, le=65535)
+    vllm_url: str = env("VLLM_URL", "http://localhost:8000")
+    vllm_api_key: SecretStr | None = env("VLLM_API_KEY", None)
+    model_aliases: Annotated[dict[str, str], NoDecode] = env("MODEL_ALIASES", default_factory=dict)
+    model_capabilities: Annotated[dict[str, tuple[str, ...]], NoDecode] = env(
+        "MODEL_CAPABILITIES", default_factory=dict
     )
-    vllm_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("vllm_api_key", "VLLM_API_KEY")
-    )
-    model_aliases: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, validation_alias=AliasChoices("model_aliases", "MODEL_ALIASES")
-    )
-    model_capabilities: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
-        default_factory=dict,
-        validation_alias=AliasChoices("model_capabilities", "MODEL_CAPABILITIES"),
-    )
-    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(), validation_alias=AliasChoices("cors_origins", "OLLAMA_ORIGINS")
-    )
-    vision_ollama_url: str | None = Field(
-        None, validation_alias=AliasChoices("vision_ollama_url", "VISION_OLLAMA_URL")
-    )
-    probe_capabilities: bool = Field(
-        True,
-        validation_alias=AliasChoices("probe_capabilities", "ADAPTER_PROBE_CAPABILITIES"),
-    )
-    connect_timeout: float = Field(
-        5.0, gt=0, validation_alias=AliasChoices("connect_timeout", "ADAPTER_CONNECT_TIMEOUT")
-    )
-    request_timeout: float = Field(
-        600.0, gt=0, validation_alias=AliasChoices("request_timeout", "ADAPTER_REQUEST_TIMEOUT")
-    )
-    models_cache_ttl: float = Field(
-        10.0, ge=0, validation_alias=AliasChoices("models_cache_ttl", "ADAPTER_MODELS_CACHE_TTL")
-    )
-    max_connections: int = Field(
-        1024, ge=1, validation_alias=AliasChoices("max_connections", "ADAPTER_MAX_CONNECTIONS")
-    )
-    log_level: LogLevel = Field(
-        "info", validation_alias=AliasChoices("log_level", "ADAPTER_LOG_LEVEL")
-    )
-    workers: int = Field(1, ge=1, validation_alias=AliasChoices("workers", "ADAPTER_WORKERS"))
-    models_dir: str | None = Field(
-        None, validation_alias=AliasChoices("models_dir", "ADAPTER_MODELS_DIR")
-    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = env("OLLAMA_ORIGINS", default=())
+    vision_ollama_url: str | None = env("VISION_OLLAMA_URL", None)
+    probe_capabilities: bool = env("ADAPTER_PROBE_CAPABILITIES", True)
+    connect_timeout: float = env("ADAPTER_CONNECT_TIMEOUT", 5.0, gt=0)
+    request_timeout: float = env("ADAPTER_REQUEST_TIMEOUT", 600.0, gt=0)
+    models_cache_ttl: float = env("ADAPTER_MODELS_CACHE_TTL", 10.0, ge=0)
+    max_connections: int = env("ADAPTER_MAX_CONNECTIONS", 1024, ge=1)
+    log_level: LogLevel = env("ADAPTER_LOG_LEVEL", "info")
+    workers: int = env("ADAPTER_WORKERS", 1, ge=1)
+    models_dir: str | None = env("ADAPTER_MODELS_DIR", None)
     """A folder of Modelfiles, one per derived model (``/api/create``, ``/api/copy``)."""
-    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
-        default=(), validation_alias=AliasChoices("api_keys", "ADAPTER_API_KEY")
-    )
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = env("ADAPTER_API_KEY", default=())
     """Keys a client must send (``Authorization: Bearer``, or ``x-api-key`` on Anthropic's
     route), comma-separated; none: no key needed, as with Ollama."""
-    open_paths: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("/health", "/ready", "/metrics"),
-        validation_alias=AliasChoices("open_paths", "ADAPTER_OPEN_PATHS"),
+    open_paths: Annotated[tuple[str, ...], NoDecode] = env(
+        "ADAPTER_OPEN_PATHS", default=("/health", "/ready", "/metrics")
     )
     """Paths answered without a key (``GET /`` always is)."""
-    forward_headers: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("x-session-id", "x-user-id"),
-        validation_alias=AliasChoices("forward_headers", "ADAPTER_FORWARD_HEADERS"),
+    forward_headers: Annotated[tuple[str, ...], NoDecode] = env(
+        "ADAPTER_FORWARD_HEADERS", default=("x-session-id", "x-user-id")
     )
     """Client headers passed to vLLM as they came (routers use them for prefix-aware routing)."""
-    session_headers: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("x-session-id", "x-openwebui-chat-id"),
-        validation_alias=AliasChoices("session_headers", "ADAPTER_SESSION_HEADERS"),
+    session_headers: Annotated[tuple[str, ...], NoDecode] = env(
+        "ADAPTER_SESSION_HEADERS", default=("x-session-id", "x-openwebui-chat-id")
     )
     """Client headers that name a conversation, in order: the first one a request carries goes
     to vLLM as ``X-Session-ID``, the key vLLM's router hashes a session on
     (``consistent_hash``). Open WebUI names its chats in ``X-OpenWebUI-Chat-Id``."""
-    session_from_chat: bool = Field(
-        True, validation_alias=AliasChoices("session_from_chat", "ADAPTER_SESSION_FROM_CHAT")
-    )
+    session_from_chat: bool = env("ADAPTER_SESSION_FROM_CHAT", True)
     """A chat whose client names no session goes to vLLM with ``X-Session-ID`` made from the
     conversation's opening (``requests.conversation_key``): Ollama's clients send no session
     id, and vLLM's router then keeps each conversation on one replica (docs/performance.md,
     "Sessions and replicas")."""
-    log_format: LogFormat = Field(
-        "text", validation_alias=AliasChoices("log_format", "ADAPTER_LOG_FORMAT")
-    )
-    access_log: bool = Field(
-        True, validation_alias=AliasChoices("access_log", "ADAPTER_ACCESS_LOG")
-    )
-    log_bodies: bool = Field(
-        False, validation_alias=AliasChoices("log_bodies", "ADAPTER_LOG_BODIES")
-    )
+    log_format: LogFormat = env("ADAPTER_LOG_FORMAT", "text")
+    access_log: bool = env("ADAPTER_ACCESS_LOG", True)
+    log_bodies: bool = env("ADAPTER_LOG_BODIES", False)
     """Debugging only: log request bodies (prompts) at debug level. Off: never."""
-    max_body_bytes: int = Field(
-        128 * 1024 * 1024,
-        ge=1024,
-        validation_alias=AliasChoices("max_body_bytes", "ADAPTER_MAX_BODY_BYTES"),
-    )
-    max_images: int = Field(
-        64, ge=0, validation_alias=AliasChoices("max_images", "ADAPTER_MAX_IMAGES")
-    )
-    max_messages: int = Field(
-        2048, ge=1, validation_alias=AliasChoices("max_messages", "ADAPTER_MAX_MESSAGES")
-    )
-    max_concurrent: int = Field(
-        512, ge=1, validation_alias=AliasChoices("max_concurrent", "ADAPTER_MAX_CONCURRENT")
-    )
+    max_body_bytes: int = env("ADAPTER_MAX_BODY_BYTES", 128 * 1024 * 1024, ge=1024)
+    max_images: int = env("ADAPTER_MAX_IMAGES", 64, ge=0)
+    max_messages: int = env("ADAPTER_MAX_MESSAGES", 2048, ge=1)
+    max_concurrent: int = env("ADAPTER_MAX_CONCURRENT", 512, ge=1)
     """Requests sent to one upstream server at once, for the whole adapter (split over the
     workers); well above vLLM's own batch, so its scheduler decides, never the adapter."""
-    max_queue: int = Field(
-        512, ge=0, validation_alias=AliasChoices("max_queue", "ADAPTER_MAX_QUEUE")
-    )
+    max_queue: int = env("ADAPTER_MAX_QUEUE", 512, ge=0)
     """Requests waiting for one of those turns; past it, Ollama's 503."""
-    answer_room: int = Field(
-        0, ge=0, validation_alias=AliasChoices("answer_room", "ADAPTER_ANSWER_ROOM")
-    )
+    answer_room: int = env("ADAPTER_ANSWER_ROOM", 0, ge=0)
     """Tokens kept free for the answer when a chat history is cut to fit the context; 0:
     ``num_predict`` when the request sets it, else a quarter of the context (at most 1024)."""
-    sampling_defaults: SamplingDefaults = Field(
-        "ollama",
-        validation_alias=AliasChoices("sampling_defaults", "ADAPTER_SAMPLING_DEFAULTS"),
-    )
+    sampling_defaults: SamplingDefaults = env("ADAPTER_SAMPLING_DEFAULTS", "ollama")
     """``ollama``: options a request (or derived model) leaves unset are sent at Ollama's
     defaults (temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.0), so services tuned on
     Ollama sample as before; ``model``: left to vLLM (the model's generation_config.json)."""
-    collect_stream_interval: int = Field(
-        64,
-        ge=1,
-        validation_alias=AliasChoices("collect_stream_interval", "ADAPTER_COLLECT_STREAM_INTERVAL"),
-    )
+    collect_stream_interval: int = env("ADAPTER_COLLECT_STREAM_INTERVAL", 64, ge=1)
     """For an answer collected whole (``stream: false``): vLLM's per-request
     ``stream_interval``, the tokens it sends in one event (its first and last at once); 1: not
     sent, one token an event as for a stream (for a vLLM older than 0.32, which ignores the
     field). Not with tools or a thinking model."""
-    shutdown_grace: float = Field(
-        30.0, ge=0, validation_alias=AliasChoices("shutdown_grace", "ADAPTER_SHUTDOWN_GRACE")
-    )
-    worker_timeout: float = Field(
-        60.0, gt=0, validation_alias=AliasChoices("worker_timeout", "ADAPTER_WORKER_TIMEOUT")
-    )
-    ollama_version: str = Field(
-        "0.22.0", validation_alias=AliasChoices("ollama_version", "ADAPTER_OLLAMA_VERSION")
-    )
+    shutdown_grace: float = env("ADAPTER_SHUTDOWN_GRACE", 30.0, ge=0)
+    worker_timeout: float = env("ADAPTER_WORKER_TIMEOUT", 60.0, gt=0)
+    ollama_version: str = env("ADAPTER_OLLAMA_VERSION", "0.22.0")
 
     @field_validator("vllm_url")
     @classmethod

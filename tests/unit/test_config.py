@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from adapter.cli import load_settings
+from adapter.cli import FLAGS, build_parser, export_settings, load_settings
 from adapter.config import Settings, parse_aliases
 
 
@@ -63,3 +64,46 @@ def test_wrong_value_fails_at_start_with_one_line(args: list[str], env_name: str
     assert lines[0].startswith("vllm-adapter: invalid configuration: ")
     assert env_name in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_only_the_documented_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field's own name is no environment variable: PORT, HOST and the like mean other
+    things on many machines (a platform's port, a shell's host name)."""
+    for name, value in [
+        ("PORT", "1"),
+        ("HOST", "0.0.0.0"),
+        ("WORKERS", "9"),
+        ("LOG_LEVEL", "debug"),
+    ]:
+        monkeypatch.setenv(name, value)
+    s = Settings()
+    assert (s.port, s.host, s.workers, s.log_level) == (11434, "127.0.0.1", 1, "info")
+    monkeypatch.setenv("ADAPTER_HOST", "0.0.0.0")
+    assert Settings().host == "0.0.0.0"
+    assert Settings(host="::1").host == "::1"  # the flags and tests give field names
+
+
+def test_the_help_says_each_flags_variable_and_default() -> None:
+    """The help is made from Settings, so a changed default shows there at once."""
+    text = " ".join(build_parser().format_help().split())
+    for field in FLAGS:
+        info = Settings.model_fields[field]
+        assert f"({Settings.env_names()[field]}" in text
+        default = info.get_default(call_default_factory=True)
+        if default not in (None, "", (), {}):
+            assert f"default {default})" in text, field
+    assert "(ADAPTER_PORT, default 11434)" in text
+
+
+def test_exported_settings_read_back_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers read the settings the supervisor resolved from flags and environment."""
+    monkeypatch.setenv("VLLM_API_KEY", "secret")
+    given = load_settings(
+        ["--port", "1234", "--model-aliases", "a=b", "--vllm-url", "http://x:1,http://y:2"]
+    )
+    with monkeypatch.context() as m:
+        m.setattr("os.environ", dict(os.environ))
+        export_settings(given)
+        assert os.environ["VLLM_API_KEY"] == "secret"  # left as it was, never '**********'
+        again = Settings()
+    assert again.model_dump() == given.model_dump()
