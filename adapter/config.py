@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     (``consistent_hash``). Open WebUI names its chats in ``X-OpenWebUI-Chat-Id``."""
     session_from_chat: bool = env("ADAPTER_SESSION_FROM_CHAT", True)
     """A chat whose client names no session goes to vLLM with ``X-Session-ID`` made from the
-    conversation's opening (``requests.conversation_key``): Ollama's clients send no session
+    conversation's opening (``to_openai.conversation_key``): Ollama's clients send no session
     id, and vLLM's router then keeps each conversation on one replica (docs/performance.md,
     "Sessions and replicas")."""
     log_format: LogFormat = env("ADAPTER_LOG_FORMAT", "text")

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from adapter.backends.vllm.responses import INPUT_TOO_LONG
+from adapter.backends.vllm.from_openai import INPUT_TOO_LONG
 from adapter.config import Settings
 from tests import fixtures
 from tests.api.conftest import serve

@@ -41,9 +41,9 @@ LAYERS: dict[str, float] = {
     # The bits of OpenAI's and Anthropic's formats the adapter writes itself.
     "adapter.openai_api": 3,
     "adapter.anthropic_api": 3,
-    "adapter.backends.vllm.requests": 4,
+    "adapter.backends.vllm.to_openai": 4,
     "adapter.backends.vllm.truncate": 4,
-    "adapter.backends.vllm.responses": 4,
+    "adapter.backends.vllm.from_openai": 4,
     "adapter.backends.vllm.catalogue": 5,
     "adapter.backends.vllm.stream": 5,
     "adapter.backends.vllm.relay": 6,
@@ -169,7 +169,7 @@ def test_the_transport_knows_no_api_field() -> None:
 
 def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
     """What the check above looks at: an import from a higher layer is found."""
-    sample = PACKAGE / "backends" / "vllm" / "requests.py"
+    sample = PACKAGE / "backends" / "vllm" / "to_openai.py"
     assert "adapter.ollama_api.requests" in imports_of(sample)
-    assert layer("adapter.api.routes") > layer("adapter.backends.vllm.requests")
+    assert layer("adapter.api.routes") > layer("adapter.backends.vllm.to_openai")
     assert layer("adapter.router") > layer("adapter.backends.vllm.backend")

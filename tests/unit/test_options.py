@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from adapter.backends.vllm import requests as t
+from adapter.backends.vllm import to_openai as t
 from adapter.errors import OllamaError
 from adapter.ollama_api.durations import keep_alive_seconds
 from adapter.ollama_api.modelfile import Derived, openai_defaults

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from adapter.backends.vllm import requests as t
+from adapter.backends.vllm import to_openai as t
 from adapter.backends.vllm import truncate
 from adapter.errors import OllamaError
 from adapter.ollama_api.modelfile import Derived

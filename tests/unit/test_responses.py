@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from adapter.backends.vllm import responses as t
-from adapter.backends.vllm.responses import Timings
+from adapter.backends.vllm import from_openai as t
+from adapter.backends.vllm.from_openai import Timings
 from adapter.backends.vllm.stream import StreamTranslator
 from adapter.errors import OllamaError
 from adapter.jsonutil import dumps, loads_lenient

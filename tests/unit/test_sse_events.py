@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from adapter.backends.vllm.from_openai import Timings
 from adapter.backends.vllm.relay import (
     CONTENT_HEAD,
     CONTENT_TAIL,
@@ -15,7 +16,6 @@ from adapter.backends.vllm.relay import (
     MalformedEvent,
     whole_events,
 )
-from adapter.backends.vllm.responses import Timings
 from adapter.backends.vllm.stream import StreamTranslator
 from tests import fixtures
 from tests.support.clock import fake_clock

@@ -1,6 +1,6 @@
 """The vLLM backend: Ollama requests translated to vLLM's OpenAI-compatible API.
 
-``requests`` (Ollama -> OpenAI bodies), ``responses`` (OpenAI answers -> Ollama's),
+``to_openai`` (Ollama -> OpenAI bodies), ``from_openai`` (OpenAI answers -> Ollama's),
 ``stream`` (chunks -> NDJSON lines) are pure; ``relay`` and ``backend`` do the I/O.
 """
 

@@ -15,9 +15,7 @@ from adapter.backends.httpclient import Response, public_url
 from adapter.backends.modellist import ModelList
 from adapter.backends.passthrough import Passthrough
 from adapter.backends.upstream import TRANSPORT_ERRORS, upstream_for
-from adapter.backends.vllm import requests as rq
-from adapter.backends.vllm import responses as rs
-from adapter.backends.vllm import truncate
+from adapter.backends.vllm import from_openai, to_openai, truncate
 from adapter.backends.vllm.catalogue import Catalogue
 from adapter.backends.vllm.relay import NDJSONRelay, collect
 from adapter.backends.vllm.stream import StreamTranslator
@@ -90,7 +88,7 @@ class VLLMBackend(Passthrough):
 
     def _status_error(self, status: int, content: bytes, model: str | None) -> OllamaError:
         self._metrics.upstream_errors.labels(self.name, f"http_{status}").inc()
-        err = rs.upstream_error(status, content, model)
+        err = from_openai.upstream_error(status, content, model)
         if isinstance(err, ContextOverflow):
             # Not a fault: a chat is cut to fit next (or the client asked for the 400).
             log.info("vLLM answered %d: the prompt is longer than the context", status)
@@ -167,8 +165,8 @@ class VLLMBackend(Passthrough):
         if self._session_from_chat:
             info = current()
             if info is not None and "X-Session-ID" not in info.upstream_headers:
-                info.upstream_headers["X-Session-ID"] = rq.conversation_key(req.messages)
-        body = rq.chat_body(
+                info.upstream_headers["X-Session-ID"] = to_openai.conversation_key(req.messages)
+        body = to_openai.chat_body(
             req,
             entry,
             stream=True,
@@ -198,12 +196,14 @@ class VLLMBackend(Passthrough):
             return load_response(req.model, chat=False, unload=unload, now_ns=self.clock.wall_ns())
         run = Generation(self, req, entry, chat=False)
         sampling, interval = self._sampling, self._collect_interval
-        path, body = rq.generate_body(req, entry, stream=True, defaults=sampling, interval=interval)
+        path, body = to_openai.generate_body(
+            req, entry, stream=True, defaults=sampling, interval=interval
+        )
         completions = path == "/v1/completions"
         first = Attempt(path, body, completions, context=not completions)
-        if rq.uses_context(req):
+        if to_openai.uses_context(req):
             context = await self._continuation_prompt(req, body)
-            body = rq.continuation_body(
+            body = to_openai.continuation_body(
                 req, entry, context, stream=True, defaults=sampling, interval=interval
             )
             first = Attempt("/v1/completions", body, completions=True, context=context)
@@ -256,14 +256,14 @@ class VLLMBackend(Passthrough):
     async def _vectors(
         self, entry: ModelEntry, model: str, inputs: list[str], truncate: bool
     ) -> tuple[list[list[float]], int]:
-        body = rq.embed_body(entry.served, inputs, truncate=truncate)
+        body = to_openai.embed_body(entry.served, inputs, truncate=truncate)
         resp = await self.post("/v1/embeddings", body, model=model, admit=True)
         usage = resp.get("usage") or {}
-        return rs.embeddings_out(resp), int(usage.get("prompt_tokens") or 0)
+        return from_openai.embeddings_out(resp), int(usage.get("prompt_tokens") or 0)
 
     async def embed(self, req: EmbedRequest, entry: ModelEntry, raw: bytes) -> Reply:
         start = self.clock.perf_ns()
-        rq.require(entry, "embedding", req.model, "embeddings")
+        to_openai.require(entry, "embedding", req.model, "embeddings")
         inputs = [req.input] if isinstance(req.input, str) else list(req.input or [])
         inputs = [i for i in inputs if i != ""] if len(inputs) == 1 else inputs
         if not inputs:
@@ -280,7 +280,7 @@ class VLLMBackend(Passthrough):
             raise
         return EmbedResponse(
             model=req.model,
-            embeddings=[rs.normalized(v, req.dimensions) for v in vectors],
+            embeddings=[from_openai.normalized(v, req.dimensions) for v in vectors],
             total_duration=self.clock.perf_ns() - start,
             load_duration=1,
             prompt_eval_count=tokens,
@@ -288,7 +288,7 @@ class VLLMBackend(Passthrough):
 
     async def embeddings(self, req: EmbeddingsRequest, entry: ModelEntry, raw: bytes) -> Reply:
         """The legacy endpoint: one prompt, one vector, not normalised."""
-        rq.require(entry, "embedding", req.model, "embeddings")
+        to_openai.require(entry, "embedding", req.model, "embeddings")
         if not req.prompt:
             return {"embedding": []}
         vectors, _ = await self._vectors(entry, req.model, [req.prompt], True)
@@ -327,7 +327,7 @@ class Generation:
         self._req = req
         self.chat = chat
         self.max_len = entry.max_model_len or 0
-        self.timings = rs.Timings(start=backend.clock.perf_ns())
+        self.timings = from_openai.Timings(start=backend.clock.perf_ns())
 
     def _translator(self, attempt: Attempt) -> StreamTranslator:
         req = self._req

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from adapter.backends.upstream import Upstream
-from adapter.backends.vllm.requests import image_part
+from adapter.backends.vllm.to_openai import image_part
 from adapter.errors import OllamaError
 from adapter.ollama_api.models import ModelEntry, display_name, ordered_capabilities
 

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import orjson
 
-from adapter.backends.vllm.responses import (
+from adapter.backends.vllm.from_openai import (
     Timings,
     completion_logprobs_out,
     done_reason,
