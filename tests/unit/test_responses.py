@@ -188,19 +188,9 @@ def test_a_non_streaming_chat_is_the_recorded_stream_assembled() -> None:
 
 def test_collected_logprobs_and_thinking() -> None:
     content = fixtures.load("chat_logprobs.json")["choices"][0]["logprobs"]["content"]
-    events = [
-        chat_chunk({"role": "assistant", "content": ""}),
-        chat_chunk({"reasoning": "hmm"}),
-        *(chat_chunk({"content": c["token"]}, logprobs={"content": [c]}) for c in content),
-        chat_chunk({}, "stop"),
-        usage_chunk(3, len(content)),
-    ]
-    for event in events:
-        if "logprobs" in event:
-            event["choices"][0]["logprobs"] = event.pop("logprobs")
     tr = StreamTranslator("m", Timings(start=1), clock=fake_clock(), chat=True, collect=True)
-    out = collected(tr, events)
-    assert out["message"]["thinking"] == "hmm"
+    out = collected(tr, _thinking_with_logprobs())
+    assert out["message"]["thinking"] == "hmm, yes"
     assert out["message"]["content"] == "".join(c["token"] for c in content)
     assert [lp["token"] for lp in out["logprobs"]] == [c["token"] for c in content]
 
