@@ -19,7 +19,11 @@
 #   VLLM_PORT           port (default 8000); VLLM_HOST host (default 127.0.0.1)
 #   VLLM_MAX_MODEL_LEN  --max-model-len (default 512)
 #   VLLM_MAX_NUM_SEQS   --max-num-seqs (default 16)
-#   VLLM_TOOL_PARSER    --tool-call-parser (default hermes; empty: no auto tool choice)
+#   VLLM_TOOL_PARSER    --tool-call-parser (default hermes, xlam for SmolLM2; empty: no auto
+#                       tool choice)
+#   VLLM_CHAT_TEMPLATE  --chat-template (default: the model's own; for SmolLM2
+#                       (.cache/models/smollm2-135m) scripts/chat-templates/smollm2.jinja, the
+#                       tool template of Ollama's library smollm2, whose calls xlam reads back)
 #   VLLM_ENFORCE_STRICT_TOOL_CALLING  default 0 here (vLLM's default is 1). With 1, forced
 #                       tool calls (tool_choice "required" or named) go through xgrammar
 #                       structural tags whose JSON allows any whitespace, and a random model
@@ -112,7 +116,16 @@ if [[ "${RUNNER}" == "pooling" ]]; then
     args+=(--runner pooling --convert embed)
 else
     args+=(--structured-outputs-config '{"backend":"xgrammar","disable_any_whitespace":true}')
-    tool_parser="${VLLM_TOOL_PARSER-hermes}"
+    default_parser=hermes template=""
+    if [[ "$(basename "${MODEL}")" == smollm2-135m ]]; then
+        # As Ollama's library serves smollm2: tools rendered, calls read back.
+        default_parser=xlam template="${REPO_ROOT}/scripts/chat-templates/smollm2.jinja"
+    fi
+    template="${VLLM_CHAT_TEMPLATE-${template}}"
+    if [[ -n "${template}" ]]; then
+        args+=(--chat-template "${template}")
+    fi
+    tool_parser="${VLLM_TOOL_PARSER-${default_parser}}"
     if [[ -n "${tool_parser}" ]]; then
         args+=(--enable-auto-tool-choice --tool-call-parser "${tool_parser}")
     fi
@@ -134,6 +147,7 @@ if [[ -n "${VLLM_CPUS:-}" ]]; then
     launcher=(taskset -c "${VLLM_CPUS}")
 fi
 unset VLLM_CPUS VLLM_PORT VLLM_HOST VLLM_MODEL VLLM_RUNNER VLLM_TOOL_PARSER VLLM_REASONING_PARSER \
+    VLLM_CHAT_TEMPLATE \
     VLLM_EXTRA_ARGS VLLM_MAX_MODEL_LEN VLLM_MAX_NUM_SEQS VLLM_KV_CACHE_BYTES VLLM_VENV \
     VLLM_PYTHON VLLM_TORCH_INDEX_URL VLLM_STARTUP_TIMEOUT VLLM_TEST_URL \
     VLLM_TEST_REASONING_URL VLLM_TEST_EMBED_URL \

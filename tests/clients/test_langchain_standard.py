@@ -68,8 +68,9 @@ class TestChatOllamaThroughTheAdapter(ChatModelIntegrationTests):
     # What a 135M model cannot do: declared, with the reason.
     @property
     def has_tool_calling(self) -> bool:
-        """SmolLM2's chat template drops tools, so Ollama (and the adapter) report no ``tools``
-        capability and refuse a tools request with a 400: there is nothing to call with."""
+        """SmolLM2 has ``tools`` (served with the template of Ollama's library model), but at
+        135M it answers instead of calling: the suite's tool tests expect a call it never
+        makes. ``test_real_models.py`` forces one (``format``) and checks Ollama's shape."""
         return False
 
     @property

@@ -255,26 +255,98 @@ def test_embed_routes_give_vllms_vectors_and_meaning(
 # --------------------------------------------------------------------------- capabilities
 
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city"}},
+            "required": ["city"],
+        },
+    },
+}
+#: The call list the library's template asks SmolLM2 for, as a schema (``format``): a 135M
+#: model never chooses a call, so the test makes it.
+ONE_WEATHER_CALL = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 1,
+    "items": {
+        "type": "object",
+        "properties": {
+            "name": {"const": "get_weather"},
+            "arguments": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+        "required": ["name", "arguments"],
+    },
+}
+PARIS_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
 def test_capabilities_follow_what_the_template_renders(live_adapter: str) -> None:
-    """SmolLM2's chat template drops tools: no ``tools``, and a tools request is Ollama's 400;
-    tiny-llm's renders them (Hermes style), so it has ``tools``."""
+    """SmolLM2 is served with the tool template of Ollama's library ``smollm2`` and vLLM's
+    xlam parser, so it earns ``tools`` as Ollama's library model has it; tiny-llm's template
+    renders them too (Hermes style); an embedding model has neither."""
     shown = post(live_adapter, "/api/show", {"model": MODEL})
-    assert shown["capabilities"] == ["completion"]
+    assert shown["capabilities"] == ["completion", "tools"]
     tags = {m["model"]: m for m in httpx.get(f"{live_adapter}/api/tags").json()["models"]}
-    assert tags[MODEL]["capabilities"] == ["completion"]
+    assert tags[MODEL]["capabilities"] == ["completion", "tools"]
     assert tags["tiny-llm:latest"]["capabilities"] == ["completion", "tools"]
     assert tags["all-minilm:latest"]["capabilities"] == ["embedding"]
     assert tags["all-minilm:latest"]["details"]["family"] == "bert"
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    refused = httpx.post(
-        f"{live_adapter}/api/chat",
-        json={"model": MODEL, "messages": FRANCE, "tools": [tool]},
-        timeout=TIMEOUT,
-    )
-    assert (refused.status_code, refused.json()) == (
-        400,
-        {"error": '"smollm2:135m" does not support tools'},
-    )
+
+
+def test_a_chat_with_tools_still_answers_what_it_knows(live_adapter: str) -> None:
+    """Open WebUI sends its tools with every chat: the question is answered, in the content,
+    streamed and whole (the library's template tells the model to call only when it must)."""
+    answer = chat(live_adapter, FRANCE, tools=[WEATHER])["message"]
+    assert "Paris" in answer["content"] and "tool_calls" not in answer
+    body = {"model": MODEL, "messages": FRANCE, "tools": [WEATHER], "options": COLD}
+    lines = streamed(live_adapter, "/api/chat", body)
+    assert "Paris" in "".join(line["message"]["content"] for line in lines)
+    assert lines[-1]["done_reason"] == "stop"
+
+
+def test_a_tool_call_comes_back_in_ollamas_shape(live_adapter: str) -> None:
+    """The model writes the library's ``<tool_call>[...]`` list (forced here by ``format``);
+    vLLM's parser reads it back and the answer carries Ollama's ``tool_calls``: arguments as
+    an object, on one line before the last when streamed."""
+    whole = chat(live_adapter, PARIS_WEATHER, tools=[WEATHER], format=ONE_WEATHER_CALL)
+    (call,) = whole["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert call["function"]["arguments"] == {"city": "Paris"}
+    assert whole["message"]["content"] == "" and whole["done_reason"] == "stop"
+    body = {
+        "model": MODEL,
+        "messages": PARIS_WEATHER,
+        "tools": [WEATHER],
+        "format": ONE_WEATHER_CALL,
+        "options": COLD,
+    }
+    lines = streamed(live_adapter, "/api/chat", body)
+    calls = [c for line in lines for c in line["message"].get("tool_calls", [])]
+    assert [c["function"]["arguments"] for c in calls] == [{"city": "Paris"}]
+    assert "tool_calls" in lines[-2]["message"] and lines[-1]["done"] is True
+
+
+def test_a_tool_result_reaches_the_model(live_adapter: str) -> None:
+    """The call and its result go back as the library's template writes them (a
+    ``<tool_response>`` turn): the model answers from what the tool said."""
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    result = "It is 22 degrees Celsius and sunny in Paris."
+    messages: list[dict[str, Any]] = [
+        *PARIS_WEATHER,
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": result, "tool_name": "get_weather"},
+    ]
+    answer = chat(live_adapter, messages, tools=[WEATHER], options={**COLD, "num_predict": 60})
+    assert "22" in answer["message"]["content"]
 
 
 def test_served_tokens_are_counted(live_adapter: str) -> None:
