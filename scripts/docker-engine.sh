@@ -39,8 +39,9 @@ engine_answers() { "$DOCKER" info --format '{{.ServerVersion}}' >/dev/null 2>&1;
 
 if ! engine_answers; then
   if ! command -v dockerd >/dev/null; then
+    is_root && log "no Docker Engine here: installing Debian's docker.io (about 1 min) for the deployment tests; SKIP_DEPLOY=1 make test leaves that tier out"
     apt_install docker.io ||
-      die "no Docker Engine: install one (Debian/Ubuntu: apt-get install docker.io; Engine >= 20.10), or run this as root"
+      die "no Docker Engine: install one (Debian/Ubuntu: apt-get install docker.io; Engine >= 20.10), run this as root, or leave the deployment tier out (SKIP_DEPLOY=1 make test)"
   fi
   command -v "$DOCKER" >/dev/null || die "dockerd is installed but the docker CLI ($DOCKER) is not"
   if ! engine_answers; then

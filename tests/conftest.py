@@ -112,3 +112,22 @@ def live_adapter(
     }
     with running_adapter(vllm_url, env=env) as url:
         yield url
+
+
+#: The deployment tier: the phase switch on a real Docker Engine (``SKIP_DEPLOY=1 make test``
+#: leaves it out, on a laptop without Docker).
+DEPLOY_TIER = "tests/deploy/e2e"
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """A tier left out is said in the summary, never silently."""
+    ignored = [str(Path(p)) for p in config.getoption("ignore") or ()]
+    if any(p.rstrip("/").endswith(DEPLOY_TIER) for p in ignored):
+        terminalreporter.write_line(
+            f"NOT RUN: the deployment tier ({DEPLOY_TIER}: phase 1 -> 2 -> rollback on a real "
+            "Docker Engine), left out with SKIP_DEPLOY=1; make test-deploy runs it",
+            yellow=True,
+            bold=True,
+        )
