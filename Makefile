@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help setup setup-vllm models docker-engine run test test-fast test-deploy lint bench fixtures lock clean clean-images
+.PHONY: help setup setup-vllm setup-webui models docker-engine run test test-fast test-deploy lint bench fixtures lock clean clean-images
 
 help:
 	@echo "make run        set up, then start vLLM on CPU (or use VLLM_URL) and the adapter on :11434"
@@ -34,6 +34,10 @@ setup-vllm:
 models: setup-vllm
 	scripts/prepare-models.sh
 
+# Open WebUI from PyPI and Debian's Chromium, for tests/webui (a person's first client).
+setup-webui:
+	scripts/setup-webui.sh
+
 tests/clients/js/node_modules/.installed: tests/clients/js/package.json tests/clients/js/package-lock.json
 	cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -50,7 +54,7 @@ docker-engine: setup
 # as root when none answers (it says so first). SKIP_DEPLOY=1 leaves the tier out, and the
 # test summary says that it did.
 SKIPPING_DEPLOY := $(filter 1,$(SKIP_DEPLOY))
-test: setup setup-vllm models $(if $(SKIPPING_DEPLOY),,docker-engine) $(if $(wildcard tests/clients/js/package.json),tests/clients/js/node_modules/.installed)
+test: setup setup-vllm models setup-webui $(if $(SKIPPING_DEPLOY),,docker-engine) $(if $(wildcard tests/clients/js/package.json),tests/clients/js/node_modules/.installed)
 	$(BIN)/pytest -p no:cacheprovider -ra --durations=25 $(if $(SKIPPING_DEPLOY),--ignore=tests/deploy/e2e)
 
 test-deploy: setup setup-vllm models docker-engine
@@ -82,7 +86,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 
 clean:
-	rm -rf $(VENV) .venv-vllm .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-vllm .venv-webui .cache .pytest_cache .mypy_cache .ruff_cache
 
 # The images make test-deploy built and keeps for the next run (about 3.9 GB): its stand-ins
 # and the images built on them all carry the stand-ins' label; nobody else's are touched.

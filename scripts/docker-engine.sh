@@ -31,8 +31,8 @@ is_root() { [[ "$(id -u)" == 0 ]]; }
 apt_install() {
   is_root && command -v apt-get >/dev/null || return 1
   log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null ||
-    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@" >/dev/null ||
+    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@" >/dev/null; }
 }
 
 engine_answers() { "$DOCKER" info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
