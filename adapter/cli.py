@@ -24,6 +24,7 @@ FLAGS = {
     "vllm_url": "vLLM base URL; several, comma-separated, each serving its own models",
     "vision_ollama_url": "an Ollama for the models vLLM does not serve: llava, embeddings",
     "model_aliases": "Ollama names for served models, NAME=SERVED,...",
+    "model_capabilities": "capabilities to add to what vLLM showed, NAME=CAP,CAP;...",
     "connect_timeout": "seconds to connect upstream",
     "request_timeout": "seconds to wait for upstream bytes",
     "models_cache_ttl": "seconds the model lists are cached",

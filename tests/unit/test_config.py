@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from adapter.cli import FLAGS, build_parser, export_settings, load_settings
 from adapter.config import Settings, parse_aliases
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults() -> None:
@@ -107,3 +110,35 @@ def test_exported_settings_read_back_the_same(monkeypatch: pytest.MonkeyPatch) -
         assert os.environ["VLLM_API_KEY"] == "secret"  # left as it was, never '**********'
         again = Settings()
     assert again.model_dump() == given.model_dump()
+
+
+def _table(path: str) -> dict[str, tuple[str, str]]:
+    """The configuration table of a document: each variable's flag and default."""
+    rows = {}
+    for line in (ROOT / path).read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].startswith("`") and cells[1] != "environment":
+            rows[cells[1].strip("`")] = (cells[0].strip("`"), cells[2].strip("`"))
+    return rows
+
+
+@pytest.mark.parametrize("path", ["README.md", "docs/configuration.md"])
+def test_the_configuration_tables_say_every_setting_as_it_is(path: str) -> None:
+    """One row a setting, in the README (one line each) and in docs/configuration.md (in
+    full): its variable, the flag that sets it (when one does) and its default."""
+    rows = _table(path)
+    names = Settings.env_names()
+    assert sorted(rows) == sorted(names.values())
+    flags = {a.dest: a.option_strings[0] for a in build_parser()._actions if a.dest in FLAGS}
+    for field, env in names.items():
+        flag, default = rows[env]
+        assert flag == flags.get(field, ""), env
+        value = Settings.model_fields[field].get_default(call_default_factory=True)
+        if value in (None, (), {}):
+            assert default in ("unset", "empty"), env
+        elif isinstance(value, bool):
+            assert default == str(value).lower(), env
+        elif isinstance(value, tuple):
+            assert default == ",".join(value), env
+        else:
+            assert default in (str(value), f"{value:g}" if isinstance(value, float) else ""), env
