@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,7 +118,7 @@ def _table(path: str) -> dict[str, tuple[str, str]]:
     rows = {}
     for line in (ROOT / path).read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[1].startswith("`") and cells[1] != "environment":
+        if len(cells) == 4 and re.fullmatch(r"`[A-Z_]+`", cells[1]):
             rows[cells[1].strip("`")] = (cells[0].strip("`"), cells[2].strip("`"))
     return rows
 

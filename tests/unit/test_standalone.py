@@ -29,7 +29,15 @@ def tracked_files() -> list[Path]:
         ).stdout
         return [ROOT / name for name in out.decode().split("\0") if name]
     except (OSError, subprocess.CalledProcessError):
-        skip = {".git", ".venv", ".venv-vllm", ".cache", "node_modules", "__pycache__"}
+        skip = {
+            ".git",
+            ".venv",
+            ".venv-vllm",
+            ".venv-webui",
+            ".cache",
+            "node_modules",
+            "__pycache__",
+        }
         return [
             p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts)
         ]
