@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     field). Not with tools or a thinking model."""
     shutdown_grace: float = env("ADAPTER_SHUTDOWN_GRACE", 30.0, ge=0)
     worker_timeout: float = env("ADAPTER_WORKER_TIMEOUT", 60.0, gt=0)
-    ollama_version: str = env("ADAPTER_OLLAMA_VERSION", "0.22.0")
+    ollama_version: str = env("ADAPTER_OLLAMA_VERSION", "0.32.15")
 
     @field_validator("vllm_url")
     @classmethod

@@ -69,3 +69,30 @@ def error_message_of(data: Any) -> str:
 
 #: OpenAI's streams: SSE events, ended by an error event and ``[DONE]`` when they break.
 SSE = Framing(b"\n\n", sse_error)
+
+
+#: Responses-API tools that need ollama.com (Ollama 0.32.10 runs ``web_search`` through its
+#: cloud): dropped, so the model is never offered a tool nobody can run here.
+CLOUD_TOOLS = frozenset({"web_search", "web_search_preview"})
+
+
+def responses_tools(tools: list[Any]) -> list[Any]:
+    """A Responses-API ``tools`` list as Ollama (0.32.7) hands it to a model: a ``namespace``
+    declaration becomes its member functions, each named ``<namespace>.<name>``; the cloud's
+    web search is left out; every other tool is kept as it came."""
+    out: list[Any] = []
+    for tool in tools:
+        if not isinstance(tool, dict):
+            out.append(tool)
+        elif tool.get("type") in CLOUD_TOOLS:
+            continue
+        elif tool.get("type") == "namespace":
+            prefix = f"{tool.get('name')}." if tool.get("name") else ""
+            for member in responses_tools(list(tool.get("tools") or ())):
+                name = member.get("name") if isinstance(member, dict) else None
+                if isinstance(name, str) and prefix and not name.startswith(prefix):
+                    member = {**member, "name": prefix + name}
+                out.append(member)
+        else:
+            out.append(tool)
+    return out

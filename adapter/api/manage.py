@@ -15,7 +15,7 @@ from adapter.errors import OllamaError
 from adapter.jsonutil import dumps
 from adapter.ollama_api import modelfile
 from adapter.ollama_api.modelfile import Derived, unsupported
-from adapter.ollama_api.models import ModelEntry, normalize, ps_entry, tag_entry
+from adapter.ollama_api.models import ModelEntry, normalize, ps_entry, recommendation, tag_entry
 from adapter.ollama_api.requests import (
     CopyRequest,
     CreateRequest,
@@ -50,6 +50,15 @@ async def tags(request: Request) -> Response:
         body = dumps({"models": [tag_entry(e, services.started_at) for e in entries]})
         services.tags_body = cached = (entries, body, MadeJSON.head_of(body))
     return MadeJSON(cached[1], cached[2])
+
+
+@endpoints.get("/api/experimental/model-recommendations")
+async def model_recommendations(request: Request) -> Response:
+    """Ollama's (0.22.1) list of models to offer a person (VS Code's Ollama extension asks).
+    Ollama recommends library and cloud models to pull; here only what is served can answer,
+    so the served models that generate are the recommendations, with their context length."""
+    entries = await services_of(request).router.catalogue()
+    return json_response({"recommendations": [recommendation(e) for e in entries if e.generates]})
 
 
 @endpoints.get("/api/ps")
@@ -134,7 +143,7 @@ async def _made(request: Request, model: Derived) -> tuple[Derived, str, list[Mo
 
 
 def _derived_of(req: CreateRequest, name: str) -> Derived:
-    for what in ("files", "adapters", "quantize"):
+    for what in ("files", "adapters", "quantize", "draft_files", "draft_quantize"):
         if getattr(req, what):
             raise OllamaError(400, unsupported(what))
     if req.modelfile:

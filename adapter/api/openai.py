@@ -21,7 +21,7 @@ from adapter.api.serving import forward_foreign
 from adapter.ollama_api.modelfile import openai_defaults
 from adapter.ollama_api.models import ModelEntry
 from adapter.ollama_api.options import OPENAI_SAMPLING
-from adapter.openai_api import SSE
+from adapter.openai_api import SSE, responses_tools
 from adapter.services import services_of
 
 endpoints = APIRouter()
@@ -56,10 +56,17 @@ async def completions(request: Request) -> Response:
     return await _forward(request, "/v1/completions", generation=True)
 
 
+def _responses_tools(body: dict[str, Any], entry: ModelEntry) -> None:
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        body["tools"] = responses_tools(tools)
+
+
 @endpoints.post("/v1/responses")
 async def responses(request: Request) -> Response:
-    """OpenAI's Responses API (Codex with ``wire_api = "responses"``, ``responses.create``)."""
-    return await _forward(request, "/v1/responses")
+    """OpenAI's Responses API (Codex with ``wire_api = "responses"``, ``responses.create``):
+    namespaced tools expanded and the cloud's web search left out, as Ollama does."""
+    return await forward_foreign(request, "/v1/responses", framing=SSE, adjust=_responses_tools)
 
 
 @endpoints.post("/v1/embeddings")

@@ -279,6 +279,10 @@ def unsupported(what: str) -> str:
         "(--enable-lora --lora-modules) and use their names",
         "quantize": "quantize is not supported: vLLM serves its weights as it was started "
         "(--quantization)",
+        "draft_files": "a draft model is not supported here: vLLM drafts with the model it was "
+        "started with (--speculative-config)",
+        "draft_quantize": "a draft model is not supported here: vLLM drafts with the model it "
+        "was started with (--speculative-config)",
     }[what]
 
 

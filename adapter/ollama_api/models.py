@@ -37,6 +37,11 @@ class ModelEntry:
     """The backend's own description, when it has one (an Ollama ``/api/tags`` entry)."""
 
     @property
+    def generates(self) -> bool:
+        """Whether it answers chat and generate (an embedding model does not)."""
+        return "completion" in self.capabilities
+
+    @property
     def digest(self) -> str:
         """A stable fake digest: vLLM has none, and clients only compare them."""
         return hashlib.sha256(f"{self.backend}:{self.served}:{self.name}".encode()).hexdigest()
@@ -69,6 +74,7 @@ class ModelDetails(TypedDict, total=False):
     parameter_size: str
     quantization_level: str
     context_length: int
+    embedding_length: int
 
 
 class TagEntry(TypedDict):
@@ -158,6 +164,22 @@ def details(entry: ModelEntry) -> ModelDetails:
         "parameter_size": parameter_size(entry),
         "quantization_level": "",
     }
+    if entry.max_model_len:
+        out["context_length"] = entry.max_model_len
+    if entry.embedding_length:  # Ollama 0.30.0: an embedding model's vector length
+        out["embedding_length"] = entry.embedding_length
+    return out
+
+
+class Recommendation(TypedDict, total=False):
+    model: str
+    description: str
+    context_length: int
+
+
+def recommendation(entry: ModelEntry) -> Recommendation:
+    """One entry of ``/api/experimental/model-recommendations``."""
+    out: Recommendation = {"model": entry.name, "description": f"served by {entry.backend}"}
     if entry.max_model_len:
         out["context_length"] = entry.max_model_len
     return out

@@ -179,6 +179,9 @@ class CreateRequest(ModelRequest):
     files: dict[str, str] | None = None
     adapters: dict[str, str] | None = None
     quantize: str | None = None
+    #: Ollama 0.30.0: a draft model for speculative decoding (refused: vLLM's is server-side).
+    draft_files: dict[str, str] | None = None
+    draft_quantize: str | None = None
 
 
 class CopyRequest(AboutAModel):

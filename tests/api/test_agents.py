@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,8 @@ HI = [{"role": "user", "content": "Hello"}]
 MESSAGE = {"model": "llama3.2", "max_tokens": 8, "messages": HI}
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sse_events(body: bytes) -> list[tuple[str | None, dict[str, Any]]]:
@@ -190,6 +193,35 @@ async def test_messages_for_a_vision_ollama_model_go_there(fake: FakeVLLM) -> No
 # --------------------------------------------------------------------------- Responses
 
 
+async def test_responses_tools_reach_vllm_as_ollama_hands_them_to_a_model(
+    client: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    """Ollama 0.32.7 expands a ``namespace`` declaration into its functions, named
+    ``<namespace>.<name>``; 0.32.10's web search runs through ollama.com, which is not here,
+    so that tool is left out; a plain function goes on as it came."""
+    plain = {"type": "function", "name": "read", "parameters": {"type": "object"}}
+    body = {
+        "model": "llama3.2",
+        "input": "Hi",
+        "tools": [
+            plain,
+            {
+                "type": "namespace",
+                "name": "repo",
+                "tools": [
+                    {"type": "function", "name": "grep", "parameters": {"type": "object"}},
+                    {"type": "function", "name": "repo.ls", "parameters": {"type": "object"}},
+                ],
+            },
+            {"type": "web_search"},
+        ],
+    }
+    assert (await client.post("/v1/responses", json=body)).status_code == 200
+    sent = fake.requests[-1][1]["tools"]
+    assert [t["name"] for t in sent] == ["read", "repo.grep", "repo.ls"]
+    assert sent[0] == plain and all(t["type"] == "function" for t in sent)
+
+
 async def test_responses_go_to_vllm_plain_and_streamed(
     client: httpx.AsyncClient, fake: FakeVLLM
 ) -> None:
@@ -232,7 +264,10 @@ async def test_responses_errors_are_openais(client: httpx.AsyncClient) -> None:
 
 
 async def test_version_is_the_ollama_whose_api_is_covered(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/api/version")).json() == {"version": "0.22.0"}
+    """The newest Ollama whose API is served: docs/api-parity.md goes through each change."""
+    assert (await client.get("/api/version")).json() == {"version": "0.32.15"}
+    parity = (ROOT / "docs" / "api-parity.md").read_text()
+    assert "reports `0.32.15` at `/api/version`" in parity
 
 
 # --------------------------------------------------------------------------- capabilities

@@ -172,6 +172,8 @@ async def test_copy_makes_a_new_name_and_delete_removes_only_derived_models(
         ({"model": "x", "files": {"m.gguf": "sha256:" + "a" * 64}}, 400, "weight files"),
         ({"model": "x", "from": "tiny-llm", "adapters": {"a": "sha256:1"}}, 400, "LoRA"),
         ({"model": "x", "from": "tiny-llm", "quantize": "q4_K_M"}, 400, "quantize"),
+        ({"model": "x", "from": "tiny-llm", "draft_files": {"d.gguf": "sha256:1"}}, 400, "draft model"),
+        ({"model": "x", "from": "tiny-llm", "draft_quantize": "q4_K_M"}, 400, "draft model"),
         ({"model": "x"}, 400, "neither 'from' or 'files' was specified"),
         ({"model": "x", "from": "nope"}, 404, "model 'nope' not found"),
         ({"model": "tiny-llm", "from": "tiny-llm"}, 400, "a name of its own"),
@@ -236,3 +238,21 @@ async def test_a_broken_modelfile_in_the_folder_is_skipped_not_fatal(
     async for c in serve(Settings(vllm_url=await fake.url(), models_dir=str(folder))):
         tags = [m["model"] for m in (await c.get("/api/tags")).json()["models"]]
         assert "fine:latest" in tags and "broken:latest" not in tags
+
+
+async def test_a_draft_option_is_taken_and_not_applied(
+    app: httpx.AsyncClient, fake: FakeVLLM
+) -> None:
+    """Ollama 0.30.0's ``draft_num_predict`` (speculative decoding's draft length): a request
+    and a Modelfile may carry it, as Ollama takes it; vLLM drafts as it was started, so
+    nothing of it reaches vLLM."""
+    made = await app.post(
+        "/api/create",
+        json={"model": "drafty", "from": "tiny-llm", "parameters": {"draft_num_predict": 8}},
+    )
+    assert made.status_code == 200, made.text
+    shown = (await app.post("/api/show", json={"model": "drafty"})).json()
+    assert "draft_num_predict" in shown["parameters"]
+    chat = {"model": "drafty", "messages": HI, "stream": False, "options": {"draft_num_predict": 2}}
+    assert (await app.post("/api/chat", json=chat)).status_code == 200
+    assert "draft" not in orjson.dumps(fake.requests[-1][1]).decode()

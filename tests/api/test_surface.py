@@ -188,6 +188,20 @@ async def test_capabilities_are_discovered_per_server(two_servers: httpx.AsyncCl
     assert tags["tiny-llm:latest"]["capabilities"] == ["completion", "tools", "thinking"]
     assert tags["tiny-embed:latest"]["capabilities"] == ["embedding"]
     assert "llava:7b" in tags and "nomic-embed-text:latest" in tags
+    # Ollama 0.30.0: an embedding model's vector length in the list (the fake's are 3 long).
+    assert tags["tiny-embed:latest"]["details"]["embedding_length"] == 3
+    assert "embedding_length" not in tags["tiny-llm:latest"]["details"]
+
+
+async def test_model_recommendations_are_the_served_models(two_servers: httpx.AsyncClient) -> None:
+    """Ollama 0.22.1's list of models to offer a person: here what is served and generates
+    (an embedding model cannot chat), with its context length; nothing to pull."""
+    resp = await two_servers.get("/api/experimental/model-recommendations")
+    assert resp.status_code == 200
+    recs = {r["model"]: r for r in resp.json()["recommendations"]}
+    assert "tiny-llm:latest" in recs and "tiny-embed:latest" not in recs
+    assert recs["tiny-llm:latest"]["context_length"] == 512
+    assert recs["llava:7b"]["description"] == "served by ollama"
 
 
 async def test_embed_is_normalised_and_cut_to_dimensions(

@@ -300,6 +300,8 @@ def test_capabilities_follow_what_the_template_renders(live_adapter: str) -> Non
     assert tags["tiny-llm:latest"]["capabilities"] == ["completion", "tools"]
     assert tags["all-minilm:latest"]["capabilities"] == ["embedding"]
     assert tags["all-minilm:latest"]["details"]["family"] == "bert"
+    # Ollama 0.30.0: the vector's length in the list, as MiniLM's really are.
+    assert tags["all-minilm:latest"]["details"]["embedding_length"] == 384
 
 
 def test_a_chat_with_tools_still_answers_what_it_knows(live_adapter: str) -> None:
