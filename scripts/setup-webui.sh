@@ -25,24 +25,10 @@ START=${SECONDS}
 
 log() { printf '[setup-webui] %s (%d s)\n' "$*" "$((SECONDS - START))"; }
 
-quietly() {  # quietly WHAT CMD...: the command's output to the log, a line every 15 s here
-    local what="$1"
-    shift
-    "$@" >>"${LOG}" 2>&1 &
-    local pid=$! started=${SECONDS}
-    while kill -0 "${pid}" 2>/dev/null; do
-        for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
-            sleep 1
-            kill -0 "${pid}" 2>/dev/null || break 2
-        done
-        log "still ${what} ($((SECONDS - started)) s so far)"
-    done
-    if ! wait "${pid}"; then
-        log "failed: ${what}; the last lines of ${LOG}:"
-        tail -n 15 "${LOG}" >&2
-        exit 1
-    fi
-}
+say() { log "$@"; }
+# shellcheck source=progress.sh
+source "${REPO_ROOT}/scripts/progress.sh"
+quietly() { logged "${LOG}" "$@"; }  # quietly WHAT CMD...
 
 mkdir -p "$(dirname "${LOG}")"
 
