@@ -103,7 +103,8 @@ def test_copilot_reads_show_for_every_listed_model(http: httpx.Client) -> None:
         if "embedding" in caps:
             assert "completion" not in caps
         elif entry["model"].startswith("smollm2"):
-            assert caps == ["completion"]  # its template drops tools: Copilot hides it
+            # Served with the tool template of Ollama's library model: Copilot offers it.
+            assert caps == ["completion", "tools"]
         else:
             assert {"completion", "tools"} <= set(caps)
             assert "vision" not in caps  # the tiny model is text only

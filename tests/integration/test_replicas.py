@@ -95,11 +95,12 @@ def test_every_route_answers_through_the_router(fleet: Fleet) -> None:
     url = fleet.adapter
     before = sum(fleet.served())
     tags = {m["name"]: m for m in httpx.get(f"{url}/api/tags", timeout=60).json()["models"]}
-    # Capabilities from the template, asked of vLLM through the router: SmolLM2's has no tools.
-    assert tags[MODEL]["capabilities"] == ["completion"]
+    # Capabilities from the template, asked of vLLM through the router: SmolLM2 is served
+    # with the tool template of Ollama's library model, so it has tools.
+    assert tags[MODEL]["capabilities"] == ["completion", "tools"]
     assert tags[MODEL]["details"]["context_length"] == 2048
     shown = post(url, "/api/show", {"model": MODEL})
-    assert shown["capabilities"] == ["completion"]
+    assert shown["capabilities"] == ["completion", "tools"]
 
     assert "Paris" in chat(url, FRANCE)["message"]["content"]
     body = {"model": MODEL, "prompt": FRANCE[0]["content"], "stream": False, "options": COLD}
