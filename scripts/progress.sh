@@ -1,6 +1,6 @@
 # Sourced by the setup scripts (setup-vllm-cpu.sh, prepare-models.sh, setup-webui.sh): a long
 # step prints a line every 15 s, so a slow machine never looks stuck, and an installer's own
-# output can go to a log instead of the terminal, its last lines shown if it fails. The
+# output can go to a log instead of the terminal, one line said if it fails. The
 # caller defines say (its progress line, with its own prefix).
 
 progress_wait() {  # progress_wait PID WHAT: a line every 15 s until PID ends; PID's status
@@ -19,9 +19,10 @@ logged() {  # logged LOG WHAT CMD...: CMD's output appended to LOG, a progress l
     local log="$1" what="$2"
     shift 2
     "$@" >>"${log}" 2>&1 &
-    if ! progress_wait $! "${what}"; then
-        say "failed: ${what}; the last lines of ${log}:"
-        tail -n 15 "${log}" >&2
+    if ! progress_wait $! "${what}"; then  # one line: what failed, its last words, where
+        local last
+        last="$(grep -v '^[[:space:]]*$' "${log}" | tail -n 1 | cut -c1-160)"
+        say "failed: ${what}: ${last:-no output}; the whole output is in ${log}"
         return 1
     fi
 }
