@@ -30,17 +30,19 @@ say() { log "$@"; }
 source "${REPO_ROOT}/scripts/progress.sh"
 quietly() { logged "${LOG}" "$@"; }  # quietly WHAT CMD...
 
+install_chromium() {  # waits for another apt-get's lock (make's Docker step may be
+    # installing docker.io); the package lists are refreshed only when the install needs it
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q)
+    local packages=(install --no-install-recommends chromium chromium-driver)
+    "${apt[@]}" "${packages[@]}" || { "${apt[@]}" update && "${apt[@]}" "${packages[@]}"; }
+}
+
 mkdir -p "$(dirname "${LOG}")"
 
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
         log "installing Debian's chromium and chromium-driver (about 1 min)"
-        # Waits for another apt-get (make's Docker step may be installing docker.io); the
-        # package lists are refreshed only when the install cannot find what it needs.
-        apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q)
-        quietly "installing chromium" bash -c '"$@" install --no-install-recommends chromium \
-            chromium-driver || { "$@" update && "$@" install --no-install-recommends chromium \
-            chromium-driver; }' apt "${apt[@]}"
+        quietly "installing chromium" install_chromium
     else
         log "chromium and chromedriver are missing: apt-get install chromium chromium-driver (as root)"
         exit 1

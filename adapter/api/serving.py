@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
-from pydantic import ConfigDict
 from starlette.responses import Response
 
 from adapter.api.answers import answer, cancel_on_disconnect, respond
@@ -40,8 +39,6 @@ async def served(
 
 class ForeignRequest(AboutAModel):
     """Another API's request: only its model is read here, the body goes on as it came."""
-
-    model_config = ConfigDict(extra="ignore")
 
     model: Any = None
 
