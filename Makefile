@@ -19,11 +19,14 @@ help:
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@echo "[setup] installing the adapter and its test tools into $(VENV) (first time: 1-2 min)"
-	@start=$$(date +%s); \
-	  $(PYTHON) -m venv $(VENV) && \
-	  $(BIN)/python -m pip install -q --upgrade pip && \
-	  $(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]' && \
-	  echo "[setup] $(VENV) ready in $$(( $$(date +%s) - start )) s"
+	@mkdir -p .cache/logs; start=$$(date +%s); \
+	  { $(PYTHON) -m venv $(VENV) && \
+	    $(BIN)/python -m pip install -q --upgrade pip && \
+	    $(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]'; \
+	  } >.cache/logs/setup.log 2>&1 || { \
+	    echo "[setup] failed: $$(grep -v '^[[:space:]]*$$' .cache/logs/setup.log | tail -n 1); the whole output is in .cache/logs/setup.log"; \
+	    exit 1; }; \
+	  echo "[setup] $(VENV) ready in $$(( $$(date +%s) - start )) s (pip's output: .cache/logs/setup.log)"
 	@touch $@
 
 setup: $(BIN)/.installed
